@@ -1,0 +1,18 @@
+#pragma once
+/** Umbrella header: the whole public C++ API of ducklearn. */
+#include "ducklearn/backend.hpp"
+#include "ducklearn/config.hpp"
+#include "ducklearn/cuda.hpp"
+#include "ducklearn/error.hpp"
+#include "ducklearn/features/hashing.hpp"
+#include "ducklearn/features/murmur3.hpp"
+#include "ducklearn/features/one_hot.hpp"
+#include "ducklearn/features/running_stats.hpp"
+#include "ducklearn/kernels/activation.hpp"
+#include "ducklearn/kernels/gemm.hpp"
+#include "ducklearn/kernels/loss.hpp"
+#include "ducklearn/nn/sequential.hpp"
+#include "ducklearn/optim/optimizer.hpp"
+#include "ducklearn/optim/plateau.hpp"
+#include "ducklearn/optim/schedule.hpp"
+#include "ducklearn/stream/learner.hpp"

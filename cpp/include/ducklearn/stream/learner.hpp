@@ -1,0 +1,101 @@
+#pragma once
+/**
+ * A learner: model + loss + optimizer + optional online standardization of inputs.
+ *
+ * It owns the per-example (test-then-train) and mini-batch training loops, so that a whole
+ * stream runs in C++ with no allocation per example: every buffer is sized when the learner
+ * is built or when a larger batch first arrives.
+ */
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "ducklearn/aligned.hpp"
+#include "ducklearn/export.hpp"
+#include "ducklearn/features/running_stats.hpp"
+#include "ducklearn/kernels/loss.hpp"
+#include "ducklearn/nn/sequential.hpp"
+#include "ducklearn/optim/optimizer.hpp"
+
+namespace ducklearn {
+
+/** What the outputs mean, derived from the loss. */
+enum class Task : int { Binary = 0, MultiClass = 1, Regression = 2 };
+
+class DUCKLEARN_EXPORT Learner {
+ public:
+  /**
+   * Logistic loss needs 1 output (binary), softmax needs >= 2 (one per class); regression
+   * losses need 1. With standardize, inputs pass through per-column running standardization
+   * (Welford) that learns from every training row before the model sees it.
+   */
+  Learner(Sequential model, const LossSpec& loss, const OptimizerConfig& optimizer,
+          bool standardize);
+  Learner(const Learner& other);
+  Learner& operator=(const Learner&) = delete;
+
+  Task task() const { return task_; }
+  int64_t n_inputs() const { return model_.n_inputs(); }
+  int64_t n_outputs() const { return model_.n_outputs(); }
+  const LossSpec& loss() const { return loss_; }
+
+  /**
+   * Predictions for n rows (X: n × n_inputs): P(y = 1) for binary (n × 1), class
+   * probabilities for multi-class (n × k), values for regression (n × 1).
+   * Const and thread-safe when each caller brings its own Workspace.
+   */
+  void predict(const float* X, int64_t n, float* out, Workspace& ws) const;
+  /** Raw model outputs (logits / values), same shapes as predict. */
+  void decision(const float* X, int64_t n, float* out, Workspace& ws) const;
+
+  /** One per-example update; returns the example's loss before the update. */
+  double learn_one(const float* x, float y);
+  /**
+   * One mini-batch step on the mean gradient of n rows; returns the summed loss.
+   * update_scaler = false trains on rows already counted in the statistics (epochs).
+   */
+  double learn_batch(const float* X, const float* y, int64_t n, bool update_scaler = true);
+  /**
+   * One epoch of shuffled mini-batches (seeded Fisher-Yates); returns the mean loss.
+   * The scaler is not updated here: call scaler()->update(X, n) once before the epochs.
+   */
+  double fit_epoch(const float* X, const float* y, int64_t n, int64_t batch_size,
+                   uint64_t seed);
+  /**
+   * Prequential (test-then-train) pass: for each row in order, predict (into preds, n ×
+   * n_outputs as in predict()) and then learn from it. Returns the summed training loss.
+   */
+  double prequential(const float* X, const float* y, int64_t n, float* preds);
+
+  /** Checks one label against the task; throws std::invalid_argument naming the problem. */
+  void check_label(float y) const;
+
+  Sequential& model() { return model_; }
+  const Sequential& model() const { return model_; }
+  Optimizer& optimizer() { return optimizer_; }
+  const Optimizer& optimizer() const { return optimizer_; }
+  /** nullptr unless built with standardize. */
+  RunningStats* scaler() { return scaler_.get(); }
+  const RunningStats* scaler() const { return scaler_.get(); }
+  /** Examples learned from (per-example and batch paths together). */
+  int64_t examples_seen() const { return examples_seen_; }
+  void set_examples_seen(int64_t n) { examples_seen_ = n; }
+
+ private:
+  void apply_link(float* out, int64_t n) const;
+  double train_rows(const float* X, const float* y, int64_t n, float grad_scale, float* out);
+
+  Sequential model_;
+  LossSpec loss_;
+  Optimizer optimizer_;
+  std::unique_ptr<RunningStats> scaler_;
+  Task task_;
+  int64_t examples_seen_ = 0;
+  Workspace ws_;
+  AlignedVector<float> xbuf_;   ///< standardized / gathered rows for training
+  AlignedVector<float> gather_; ///< rows of one shuffled mini-batch
+  AlignedVector<float> ybuf_;   ///< labels of one shuffled mini-batch
+  std::vector<int64_t> perm_;   ///< epoch permutation
+};
+
+}  // namespace ducklearn

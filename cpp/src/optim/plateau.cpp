@@ -1,0 +1,45 @@
+#include "ducklearn/optim/plateau.hpp"
+
+#include <cmath>
+#include <string>
+
+#include "ducklearn/error.hpp"
+
+namespace ducklearn {
+
+PlateauDetector::PlateauDetector(float smoothing, int64_t patience, float min_delta)
+    : smoothing_(smoothing), patience_(patience), min_delta_(min_delta) {
+  DUCKLEARN_CHECK_ARG(std::isfinite(smoothing) && smoothing > 0.0f && smoothing <= 1.0f,
+                      "smoothing must be in (0, 1], got " + std::to_string(smoothing));
+  DUCKLEARN_CHECK_ARG(patience >= 1, "patience must be >= 1, got " + std::to_string(patience));
+  DUCKLEARN_CHECK_ARG(std::isfinite(min_delta) && min_delta >= 0.0f,
+                      "min_delta must be >= 0, got " + std::to_string(min_delta));
+}
+
+bool PlateauDetector::update(double loss) {
+  DUCKLEARN_CHECK_ARG(std::isfinite(loss), "loss must be finite, got " + std::to_string(loss));
+  if (count_ == 0) {
+    smoothed_ = loss;
+    best_ = loss;
+    since_best_ = 0;
+  } else {
+    smoothed_ = smoothing_ * loss + (1.0 - smoothing_) * smoothed_;
+    // Relative improvement test; the absolute floor keeps a loss that reaches ~0 converging.
+    const double threshold = best_ - std::abs(best_) * min_delta_;
+    if (smoothed_ < threshold) {
+      best_ = smoothed_;
+      since_best_ = 0;
+    } else {
+      ++since_best_;
+    }
+  }
+  ++count_;
+  return converged();
+}
+
+void PlateauDetector::reset() {
+  smoothed_ = best_ = 0.0;
+  since_best_ = count_ = 0;
+}
+
+}  // namespace ducklearn
