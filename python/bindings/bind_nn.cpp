@@ -46,6 +46,7 @@ FArray check_rows(const py::handle& X_obj, int64_t width, const char* name) {
     throw py::value_error(std::string(name) + " has " + std::to_string(X.shape(1)) +
                           " features but the model expects " + std::to_string(width));
   }
+  dl_py::check_finite(X.data(), X.shape(0), X.shape(1), name);
   return X;
 }
 

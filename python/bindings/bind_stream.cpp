@@ -165,6 +165,7 @@ void bind_stream(py::module_& m) {
                                     " features but the model expects " +
                                     std::to_string(s.learner.n_inputs()));
             }
+            dl_py::check_finite(x.data(), 1, x.shape(0), "x");
             std::lock_guard<std::mutex> lock(s.mu);
             return s.learner.learn_one(x.data(), y);
           },

@@ -41,6 +41,11 @@ double loss_and_grad(const LossSpec& spec, const float* P, const float* y, int64
   double total = 0.0;
   switch (spec.kind) {
     case LossKind::Logistic:
+      // Only column 0 is read and written: with k > 1 the other grad entries would be left
+      // uninitialized.
+      DUCKLEARN_CHECK_ARG(k == 1, "logistic loss needs 1 output column (a logit), got " +
+                                      std::to_string(k) + "; use 'softmax' for " +
+                                      "multi-class outputs");
       for (int64_t i = 0; i < n; ++i) {
         const double z = P[i * k];
         const double t = y[i];
