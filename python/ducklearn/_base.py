@@ -220,6 +220,9 @@ class OnlineEstimator:
             optimizer=self._make_optimizer().to_config(),
             standardize=bool(self.scale),
             seed=int(self.seed),
+            # Linear models are convex: start at 0 like River and Vowpal Wabbit. Hidden
+            # layers need random weights to break symmetry.
+            init="auto" if hidden else "zeros",
             delta=delta,
             tau=tau,
         )
@@ -236,6 +239,12 @@ class OnlineEstimator:
 
     def _n_classes(self) -> int:
         return 0
+
+    def _initial_output_bias(self, targets: np.ndarray, n_out: int) -> np.ndarray:
+        """Start ``fit`` with the output bias at the best constant prediction, so epochs spend
+        their steps on the features rather than on walking the intercept to the target's
+        level (the "initial estimate" of gradient boosting)."""
+        raise NotImplementedError
 
     def _check_fitted(self) -> _core.Learner:
         learner = getattr(self, "_learner", None)
@@ -293,6 +302,9 @@ class OnlineEstimator:
         targets = self._targets_for_fit(ya)
         self._build(Xa.shape[1], names)
         learner = self._learner
+        last = learner.layers[-1]
+        bias = self._initial_output_bias(targets, last["out"])
+        learner.params[last["b_offset"]:last["b_offset"] + last["out"]] = bias
         if self.scale:
             learner.update_scaler(Xa)
         detector = PlateauDetector(1.0, int(self.patience), float(self.tol))
@@ -558,6 +570,14 @@ class ClassifierBase(OnlineEstimator):
         self.classes_ = classes[order]
         self._label_index = {label: i for i, label in enumerate(self.classes_.tolist())}
 
+    def _initial_output_bias(self, targets: np.ndarray, n_out: int) -> np.ndarray:
+        counts = np.bincount(targets.astype(np.int64), minlength=len(self.classes_))
+        prior = np.clip(counts / counts.sum(), 1e-6, 1.0)
+        if n_out == 1:  # sigmoid output: the log-odds of the positive class
+            return np.array([np.log(prior[1] / prior[0])], dtype=np.float32)
+        logp = np.log(prior)
+        return (logp - logp.mean()).astype(np.float32)
+
     @staticmethod
     def _check_label_type(y: np.ndarray) -> None:
         if y.dtype.kind == "f":
@@ -701,6 +721,17 @@ class RegressorBase(OnlineEstimator):
 
     def _targets_for_fit(self, y: np.ndarray) -> np.ndarray:
         return self._as_targets(y)
+
+    def _initial_output_bias(self, targets: np.ndarray, n_out: int) -> np.ndarray:
+        # The constant minimizing each loss: the mean (squared), the median (Huber, close
+        # enough), the requested quantile (pinball).
+        if self.loss == "pinball":
+            level = np.quantile(targets, float(self.quantile))
+        elif self.loss == "huber":
+            level = np.median(targets)
+        else:
+            level = np.mean(targets, dtype=np.float64)
+        return np.full(n_out, level, dtype=np.float32)
 
     def _targets_for_first_partial_fit(self, y: np.ndarray, classes: Any) -> np.ndarray:
         return self._as_targets(y)

@@ -98,12 +98,19 @@ class LinearRegression(_LinearDefaults, RegressorBase):
         Huber threshold.
     quantile : float, default 0.5
         Pinball loss quantile in (0, 1): 0.9 predicts the 90th percentile.
-    optimizer, lr, l2, scale, batch_size, max_epochs, tol, patience, seed
-        As for :class:`LogisticRegression`.
+    optimizer : str or ducklearn.optim.Optimizer, default "adam"
+        Adam at lr 0.05 by default: its steps are normalized per coordinate, so features and
+        targets in raw units neither blow it up (as they do plain SGD) nor stall it (as
+        AdaGrad's shrinking steps do on a large intercept).
+    lr, l2, scale, batch_size, max_epochs, tol, patience, seed
+        As for :class:`LogisticRegression`; use ``scale=True`` for features in raw units.
     """
 
+    _default_optimizer = "adam"
+    _default_lrs = {"adagrad": 0.1, "sgd": 0.01, "adam": 0.05}
+
     def __init__(self, loss: str = "squared", delta: float = 1.0, quantile: float = 0.5,
-                 optimizer: str | Optimizer = "adagrad", lr: float | Schedule | None = None,
+                 optimizer: str | Optimizer = "adam", lr: float | Schedule | None = None,
                  l2: float = 0.0, scale: bool = False, batch_size: int = 32,
                  max_epochs: int = 100, tol: float = 1e-4, patience: int = 5, seed: int = 0):
         self.loss = loss

@@ -110,6 +110,12 @@ double Learner::train_rows(const float* X, const float* y, int64_t n, float grad
                            float* out) {
   model_.reserve(ws_, n);
   const double loss = model_.forward_backward(X, y, n, loss_, grad_scale, out, ws_);
+  // A non-finite loss means the weights already overflow or are about to: refuse the step
+  // rather than let NaN spread silently through every later prediction.
+  DUCKLEARN_CHECK_MSG(std::isfinite(loss),
+                      "training diverged (loss is " + std::to_string(loss) +
+                          "); the update was not applied. Lower the learning rate, enable "
+                          "input standardization (scale=True) or clip gradients (clip_norm)");
   optimizer_.step(model_.params(), model_.grads(), model_.n_params());
   examples_seen_ += n;
   return loss;
