@@ -10,12 +10,19 @@
 namespace ducklearn::detail {
 class FlushDenormals {
  public:
-  FlushDenormals() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ | 0x8040u); }  // FTZ | DAZ
-  ~FlushDenormals() { _mm_setcsr(saved_); }
+  // Writing MXCSR stalls the pipeline, so nested guards (a learner loop around optimizer
+  // steps) only read it.
+  FlushDenormals() : saved_(_mm_getcsr()) {
+    if ((saved_ & kMask) != kMask) _mm_setcsr(saved_ | kMask);
+  }
+  ~FlushDenormals() {
+    if ((saved_ & kMask) != kMask) _mm_setcsr(saved_);
+  }
   FlushDenormals(const FlushDenormals&) = delete;
   FlushDenormals& operator=(const FlushDenormals&) = delete;
 
  private:
+  static constexpr unsigned int kMask = 0x8040u;  // FTZ | DAZ
   unsigned int saved_;
 };
 }  // namespace ducklearn::detail

@@ -210,17 +210,16 @@ void bind_stream(py::module_& m) {
             FArray X = check_rows(X_obj, s.learner.n_inputs(), "X");
             FArray y = labels(y_obj, X.shape(0));
             FArray preds({X.shape(0), static_cast<py::ssize_t>(s.learner.n_outputs())});
-            double total;
             {
               py::gil_scoped_release nogil;
               std::lock_guard<std::mutex> lock(s.mu);
-              total = s.learner.prequential(X.data(), y.data(), X.shape(0),
-                                            preds.mutable_data());
+              s.learner.prequential(X.data(), y.data(), X.shape(0), preds.mutable_data());
             }
-            return py::make_tuple(preds, total);
+            return preds;
           },
           py::arg("X"), py::arg("y"),
-          "Test-then-train over the rows in order: (predictions before each update, loss sum).")
+          "Test-then-train over the rows in order; returns the prediction made for each row "
+          "before the model learned it (n × k).")
       .def(
           "learn_dict",
           [](PyLearner& s, const py::dict& x, float y, const py::dict& index) {

@@ -418,7 +418,7 @@ class OnlineEstimator:
             else:
                 Xa = self._rows(X)
                 targets = self._encode(check_y(y, Xa.shape[0]))
-            outputs, _ = self._learner.prequential(Xa, targets)
+            outputs = self._learner.prequential(Xa, targets)
         return outputs, targets
 
     def predict_many(self, X: Any) -> np.ndarray:

@@ -229,11 +229,26 @@ def test_prequential_matches_predict_then_learn_one(name):
         else:
             preds.append(None)
         by_hand.learn_one(record, label)
+    np.testing.assert_allclose(by_hand.params, streamed.params, rtol=1e-5, atol=1e-6)
+    if by_hand.scale:
+        return  # the scaler sees x before the prediction: see the test below
     # The first prediction comes from the freshly initialised model.
     np.testing.assert_allclose(np.array(preds[1:], dtype=np.float64),
                                np.asarray(result.predictions[1:], dtype=np.float64),
                                rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(by_hand.params, streamed.params, rtol=1e-5, atol=1e-6)
+
+
+def test_prequential_scaler_sees_x_before_the_model_sees_its_label():
+    X, y = _data("logistic", n=50)
+    result = prequential(LogisticRegression(scale=True, seed=1), X, y)
+    replay = LogisticRegression(scale=True, seed=1, classes=np.unique(y))
+    for i, (row, label) in enumerate(zip(X, y)):
+        if i >= 1:
+            probe = copy.deepcopy(replay)
+            probe._learner.update_scaler(row[None, :])  # unsupervised part only
+            expected = probe.predict_proba(row[None, :])[0, 1]
+            assert abs(expected - result.predictions[i]) < 1e-6
+        replay.learn_one({str(j): float(v) for j, v in enumerate(row)}, label)
 
 
 # -- equivalence with River, convergence on real data -------------------------------------------

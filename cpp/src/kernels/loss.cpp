@@ -37,7 +37,7 @@ void validate(const LossSpec& spec) {
 }
 
 double loss_and_grad(const LossSpec& spec, const float* P, const float* y, int64_t n,
-                     int64_t k, float* grad, float scale) {
+                     int64_t k, float* grad, float scale, bool with_loss) {
   double total = 0.0;
   switch (spec.kind) {
     case LossKind::Logistic:
@@ -50,7 +50,9 @@ double loss_and_grad(const LossSpec& spec, const float* P, const float* y, int64
         const double z = P[i * k];
         const double t = y[i];
         // softplus(z) - t z, written to avoid overflow for large |z|.
-        total += (z > 0.0 ? z : 0.0) - t * z + std::log1p(std::exp(-std::fabs(z)));
+        if (with_loss) {
+          total += (z > 0.0 ? z : 0.0) - t * z + std::log1p(std::exp(-std::fabs(z)));
+        }
         if (grad != nullptr) grad[i * k] = scale * (sigmoid(static_cast<float>(z)) - y[i]);
       }
       break;

@@ -123,7 +123,7 @@ void Sequential::forward(const float* X, int64_t n, float* out, Workspace& ws) c
 
 double Sequential::forward_backward(const float* X, const float* y, int64_t n,
                                     const LossSpec& loss, float grad_scale, float* out,
-                                    Workspace& ws) {
+                                    Workspace& ws, bool with_loss) {
   reserve(ws, n);
   const float* p = params_.data();
   float* g = grads_.data();
@@ -138,7 +138,7 @@ double Sequential::forward_backward(const float* X, const float* y, int64_t n,
   }
   float* cur = ws.delta.data();
   float* nxt = ws.delta.data() + n * max_width_;
-  const double total = loss_and_grad(loss, A_last, y, n, kout, cur, grad_scale);
+  const double total = loss_and_grad(loss, A_last, y, n, kout, cur, grad_scale, with_loss);
 
   for (size_t li = layers_.size(); li-- > 0;) {
     const DenseLayer& L = layers_[li];

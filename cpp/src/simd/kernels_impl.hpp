@@ -286,7 +286,8 @@ void adam_step(float* DL_RESTRICT p, const float* DL_RESTRICT g, float* DL_RESTR
   }
 }
 
-// NaN entries are missing values: they neither count nor move the statistics.
+// NaN entries are missing values: they neither count nor move the statistics. Skips are
+// selects, never multiplications by 0: 0 * (NaN - mu) would still be NaN.
 void welford_row(double* DL_RESTRICT count, double* DL_RESTRICT mean, double* DL_RESTRICT m2,
                  const float* DL_RESTRICT x, int64_t d) {
 #pragma omp simd
@@ -296,7 +297,7 @@ void welford_row(double* DL_RESTRICT count, double* DL_RESTRICT mean, double* DL
     const double c = count[j] + (ok ? 1.0 : 0.0);
     const double delta = ok ? xv - mean[j] : 0.0;
     const double mu = mean[j] + (ok ? delta / c : 0.0);
-    m2[j] += delta * (xv - mu) * (ok ? 1.0 : 0.0);
+    m2[j] += ok ? delta * (xv - mu) : 0.0;
     mean[j] = mu;
     count[j] = c;
   }
@@ -318,7 +319,7 @@ void welford_standardize_row(double* DL_RESTRICT count, double* DL_RESTRICT mean
     const double c = count[j] + (ok ? 1.0 : 0.0);
     const double delta = ok ? xv - mean[j] : 0.0;
     const double mu = mean[j] + (ok ? delta / c : 0.0);
-    const double s = m2[j] + delta * (xv - mu) * (ok ? 1.0 : 0.0);
+    const double s = m2[j] + (ok ? delta * (xv - mu) : 0.0);
     mean[j] = mu;
     count[j] = c;
     m2[j] = s;

@@ -107,15 +107,19 @@ void Learner::predict(const float* X, int64_t n, float* out, Workspace& ws) cons
 }
 
 double Learner::train_rows(const float* X, const float* y, int64_t n, float grad_scale,
-                           float* out) {
+                           float* out, bool with_loss) {
   model_.reserve(ws_, n);
-  const double loss = model_.forward_backward(X, y, n, loss_, grad_scale, out, ws_);
-  // A non-finite loss means the weights already overflow or are about to: refuse the step
-  // rather than let NaN spread silently through every later prediction.
-  DUCKLEARN_CHECK_MSG(std::isfinite(loss),
-                      "training diverged (loss is " + std::to_string(loss) +
-                          "); the update was not applied. Lower the learning rate, enable "
-                          "input standardization (scale=True) or clip gradients (clip_norm)");
+  const double loss = model_.forward_backward(X, y, n, loss_, grad_scale, out, ws_, with_loss);
+  // A non-finite loss or output means the weights already overflow or are about to: refuse
+  // the step rather than let NaN spread silently through every later prediction.
+  bool finite = std::isfinite(loss);
+  if (out != nullptr) {
+    for (int64_t i = 0; i < n * n_outputs(); ++i) finite &= std::isfinite(out[i]);
+  }
+  DUCKLEARN_CHECK_MSG(finite,
+                      "training diverged (non-finite loss or output); the update was not "
+                      "applied. Lower the learning rate, enable input standardization "
+                      "(scale=True) or clip gradients (clip_norm)");
   optimizer_.step(model_.params(), model_.grads(), model_.n_params());
   examples_seen_ += n;
   return loss;
@@ -188,27 +192,22 @@ double Learner::fit_epoch(const float* X, const float* y, int64_t n, int64_t bat
   return total / static_cast<double>(n);
 }
 
-double Learner::prequential(const float* X, const float* y, int64_t n, float* preds) {
+void Learner::prequential(const float* X, const float* y, int64_t n, float* preds) {
   detail::FlushDenormals ftz;
   for (int64_t i = 0; i < n; ++i) check_label(y[i]);
   const int64_t d = n_inputs(), k = n_outputs();
-  double total = 0.0;
   for (int64_t i = 0; i < n; ++i) {
-    const float* x = X + i * d;
-    float* p = preds + i * k;
+    const float* in = X + i * d;
     if (scaler_) {
-      // Test with the statistics as they were, then let the scaler learn from x too.
-      scaler_->standardize(x, 1, xbuf_.data());
-      model_.forward(xbuf_.data(), 1, p, ws_);
-      scaler_->update_standardize(x, 1, xbuf_.data());
-      total += train_rows(xbuf_.data(), y + i, 1, 1.0f, nullptr);
-    } else {
-      // Without a scaler the training forward pass is the test pass: reuse its outputs.
-      total += train_rows(x, y + i, 1, 1.0f, p);
+      scaler_->update_standardize(in, 1, xbuf_.data());
+      in = xbuf_.data();
     }
+    // The training forward pass runs on the parameters as they were: its outputs are the
+    // test-time prediction.
+    float* p = preds + i * k;
+    train_rows(in, y + i, 1, 1.0f, p, /*with_loss=*/false);
     apply_link(p, 1);
   }
-  return total;
 }
 
 }  // namespace ducklearn

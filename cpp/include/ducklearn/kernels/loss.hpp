@@ -34,8 +34,13 @@ DUCKLEARN_EXPORT const char* to_string(LossKind kind);
 /** Validates spec parameters (delta > 0, 0 < tau < 1); throws std::invalid_argument. */
 DUCKLEARN_EXPORT void validate(const LossSpec& spec);
 
-/** Summed loss over n rows; grad (may be nullptr) receives scale * dL/dP. */
+/**
+ * Summed loss over n rows; grad (may be nullptr) receives scale * dL/dP. with_loss = false
+ * skips the logarithms where the gradient does not need them (the result is then not the
+ * loss for every kind; use it when only the gradient matters).
+ */
 DUCKLEARN_EXPORT double loss_and_grad(const LossSpec& spec, const float* P, const float* y,
-                                      int64_t n, int64_t k, float* grad, float scale = 1.0f);
+                                      int64_t n, int64_t k, float* grad, float scale = 1.0f,
+                                      bool with_loss = true);
 
 }  // namespace ducklearn

@@ -80,10 +80,11 @@ class DUCKLEARN_EXPORT Sequential {
   /**
    * Forward + loss + backward over a batch of n rows. Overwrites grads() with
    * grad_scale × dL/dθ (L summed over rows) and returns the summed loss. If out is not
-   * nullptr it receives the raw outputs (n × n_outputs).
+   * nullptr it receives the raw outputs (n × n_outputs). with_loss = false skips computing
+   * the loss value (see loss_and_grad) when only the gradient is needed.
    */
   double forward_backward(const float* X, const float* y, int64_t n, const LossSpec& loss,
-                          float grad_scale, float* out, Workspace& ws);
+                          float grad_scale, float* out, Workspace& ws, bool with_loss = true);
 
   static constexpr int64_t kInferenceBlock = 256;
 

@@ -63,9 +63,11 @@ class DUCKLEARN_EXPORT Learner {
                    uint64_t seed);
   /**
    * Prequential (test-then-train) pass: for each row in order, predict (into preds, n ×
-   * n_outputs as in predict()) and then learn from it. Returns the summed training loss.
+   * n_outputs as in predict()) and then learn from it. The input scaler, which never sees
+   * labels, takes in x before the prediction, so one forward pass serves both the test and
+   * the training step; the model itself predicts before it learns the label.
    */
-  double prequential(const float* X, const float* y, int64_t n, float* preds);
+  void prequential(const float* X, const float* y, int64_t n, float* preds);
 
   /** Checks one label against the task; throws std::invalid_argument naming the problem. */
   void check_label(float y) const;
@@ -83,7 +85,8 @@ class DUCKLEARN_EXPORT Learner {
 
  private:
   void apply_link(float* out, int64_t n) const;
-  double train_rows(const float* X, const float* y, int64_t n, float grad_scale, float* out);
+  double train_rows(const float* X, const float* y, int64_t n, float grad_scale, float* out,
+                    bool with_loss = true);
 
   Sequential model_;
   LossSpec loss_;
