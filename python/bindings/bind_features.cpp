@@ -97,6 +97,17 @@ void bind_features(py::module_& m) {
   m.def(
       "one_hot",
       [](const py::handle& codes_obj, int64_t n_categories, bool other_bucket) {
+        if (py::isinstance<py::array>(codes_obj)) {
+          const char kind = py::cast<py::array>(codes_obj).dtype().kind();
+          if (kind != 'i' && kind != 'u') {
+            throw py::type_error("codes must be integers (category indices), got dtype " +
+                                 std::string(py::str(py::cast<py::array>(codes_obj).dtype())));
+          }
+        }
+        if (n_categories < 1) {
+          throw py::value_error("one_hot needs at least one category; n_categories = " +
+                                std::to_string(n_categories));
+        }
         auto codes = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(
             codes_obj);
         if (!codes || codes.ndim() != 1) {

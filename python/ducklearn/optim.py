@@ -291,6 +291,9 @@ class Optimizer(_Params):
             new._impl = self._impl.__deepcopy__({})
         return new
 
+    # A shallow copy sharing the native state would let two "copies" step the same moments.
+    __copy__ = lambda self: self.__deepcopy__({})  # noqa: E731
+
 
 class SGD(Optimizer):
     """Stochastic gradient descent with optional (Nesterov) momentum.

@@ -24,7 +24,7 @@ bool PlateauDetector::update(double loss) {
     since_best_ = 0;
   } else {
     smoothed_ = smoothing_ * loss + (1.0 - smoothing_) * smoothed_;
-    // Relative improvement test; the absolute floor keeps a loss that reaches ~0 converging.
+    // Relative improvement test: scale-free, so the same min_delta fits any loss unit.
     const double threshold = best_ - std::abs(best_) * min_delta_;
     if (smoothed_ < threshold) {
       best_ = smoothed_;
