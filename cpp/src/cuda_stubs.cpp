@@ -1,4 +1,6 @@
-// CPU-only build: the device entry points exist and explain how to get them.
+// compiled() for every build; in a CPU-only build also the other device entry points, which
+// explain how to get them (a CUDA build defines those in cuda/*.cu). python/ducklearn/cuda.py
+// repeats the message so it can raise before touching CuPy; a test keeps the two equal.
 #include "ducklearn/config.hpp"
 #include "ducklearn/cuda.hpp"
 #include "ducklearn/error.hpp"

@@ -2,14 +2,18 @@
 // __cuda_array_interface__). In a CPU-only build every call raises CudaUnavailableError.
 #include <pybind11/pybind11.h>
 
+#include <cstdint>
+#include <string>
+
 #include "ducklearn/cuda.hpp"
 
 namespace py = pybind11;
 
 void bind_cuda(py::module_& m) {
   namespace dc = ducklearn::cuda;
-  m.def("compiled", &dc::compiled);
-  m.def("device_count", &dc::device_count);
+  m.def("compiled", &dc::compiled, "True when the core was built with DUCKLEARN_ENABLE_CUDA=ON.");
+  m.def("device_count", &dc::device_count,
+        "Visible CUDA devices (0 without a driver or GPU); raises in a CPU-only build.");
   m.def(
       "dense_forward",
       [](uintptr_t X, int64_t n, int64_t in, uintptr_t W, uintptr_t b, int64_t out, uintptr_t Y,
@@ -22,7 +26,9 @@ void bind_cuda(py::module_& m) {
       },
       py::arg("X"), py::arg("n"), py::arg("in_features"), py::arg("W"), py::arg("b"),
       py::arg("out_features"), py::arg("Y"), py::arg("activation"), py::arg("alpha"),
-      py::arg("stream"));
+      py::arg("stream"),
+      "Y = act(X W^T + b) on device pointers (b may be 0), queued on stream; see "
+      "ducklearn.cuda.dense_forward for the array-level API.");
   m.def(
       "optimizer_step",
       [](const ducklearn::OptimizerConfig& cfg, int64_t t, uintptr_t p, uintptr_t g,
@@ -32,5 +38,7 @@ void bind_cuda(py::module_& m) {
                            reinterpret_cast<float*>(state), n, stream);
       },
       py::arg("config"), py::arg("t"), py::arg("params"), py::arg("grads"), py::arg("state"),
-      py::arg("n"), py::arg("stream"));
+      py::arg("n"), py::arg("stream"),
+      "Optimizer step t on device pointers (state: config.slots x n floats, 0 when none), "
+      "queued on stream; see ducklearn.cuda.DeviceOptimizer.");
 }
