@@ -1,10 +1,13 @@
-"""Shared fixtures: a seeded random generator and a run-under-every-SIMD-target switch."""
+"""Shared fixtures: a seeded random generator, a run-under-every-SIMD-target switch, and a
+real PostgreSQL server (see _postgres.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from ducklearn import _core
+
+from _postgres import postgres_db, postgres_url  # noqa: F401 - fixtures for store suites
 
 SEED = 20240531
 
