@@ -96,7 +96,19 @@ def _cmd_quickstart(args: argparse.Namespace) -> int:
     return 0
 
 
+# Modules that add their own subcommands: each defines add_subcommands(subparsers), which
+# registers parsers whose defaults carry func(args) -> exit code. Missing modules are skipped
+# so the CLI never depends on what a given build ships.
+_SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "ducklearn.registry.cli",
+    "ducklearn.events.cli",
+    "ducklearn.serving.cli",
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
     parser = argparse.ArgumentParser(prog="ducklearn", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -110,6 +122,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = sub.add_parser("info", help="describe the native backend (SIMD, BLAS, CUDA)")
     info.set_defaults(func=_cmd_info)
+
+    for name in _SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and name.startswith(exc.name):
+                continue  # that area is not part of this build
+            raise
+        module.add_subcommands(sub)
     return parser
 
 
