@@ -175,6 +175,11 @@ void optimizer_step(const OptimizerConfig& config, int64_t t, float* params,
                       "optimizer_step: params is a null pointer; pass device memory");
   DUCKLEARN_CHECK_ARG(grads != nullptr,
                       "optimizer_step: grads is a null pointer; pass device memory");
+  // The rate's own gradient step needs a dot product and the previous direction on the host
+  // side of every step; on the device the rate stays what the schedule says.
+  DUCKLEARN_CHECK_ARG(config.hypergradient == 0.0f,
+                      "optimizer_step: hypergradient learning rates are CPU-only; set "
+                      "hypergradient=0 for device optimizers");
   const int slots = config.slots();
   DUCKLEARN_CHECK_ARG(slots == 0 || state != nullptr,
                       std::string("optimizer_step: ") + to_string(config.kind) + " needs " +

@@ -51,6 +51,7 @@ void bind_optim(py::module_& m) {
       .def_readwrite("l2", &OptimizerConfig::l2)
       .def_readwrite("weight_decay", &OptimizerConfig::weight_decay)
       .def_readwrite("clip_norm", &OptimizerConfig::clip_norm)
+      .def_readwrite("hypergradient", &OptimizerConfig::hypergradient)
       .def_property_readonly("slots", &OptimizerConfig::slots)
       .def("validate", &OptimizerConfig::validate);
 
@@ -86,6 +87,11 @@ void bind_optim(py::module_& m) {
       .def_property_readonly("size", &Optimizer::size)
       .def_property_readonly("config", &Optimizer::config)
       .def_property_readonly("slot_names", &Optimizer::slot_names)
+      .def_property("lr_scale", &Optimizer::lr_scale, &Optimizer::set_lr_scale,
+                    "Multiplier on every rate (adaptation policies move it).")
+      .def_property("hypergradient_lr", &Optimizer::hypergradient_lr,
+                    &Optimizer::set_hypergradient_lr,
+                    "The hypergradient-adapted base rate.")
       .def_property_readonly(
           "state",
           [](py::object self) {

@@ -203,17 +203,23 @@ class Optimizer(_Params):
         Decoupled weight decay (``p -= lr * weight_decay * p``, Loshchilov & Hutter 2019).
     clip_norm : float
         If > 0, gradients are scaled so that their global L2 norm is at most ``clip_norm``.
+    hypergradient : float
+        If > 0, the learning rate adapts itself by hypergradient descent (Baydin et al.
+        2018): before each step ``lr += hypergradient * dot(g_t, u_{t-1})`` where ``u`` is the
+        previous step's direction, so the rate grows while successive steps agree and shrinks
+        when they oscillate. ``lr`` (or the schedule's first value) is the starting rate.
     """
 
     _kind: ClassVar[str] = ""
-    _common = ("lr", "l2", "weight_decay", "clip_norm")
+    _common = ("lr", "l2", "weight_decay", "clip_norm", "hypergradient")
 
     def __init__(self, lr: float | Schedule, *, l2: float = 0.0, weight_decay: float = 0.0,
-                 clip_norm: float = 0.0):
+                 clip_norm: float = 0.0, hypergradient: float = 0.0):
         self.lr = lr
         self.l2 = l2
         self.weight_decay = weight_decay
         self.clip_norm = clip_norm
+        self.hypergradient = hypergradient
         self._impl: _core.Optimizer | None = None
         self.to_config()  # validate now: a bad hyperparameter fails at construction
 
@@ -234,6 +240,7 @@ class Optimizer(_Params):
         cfg.l2 = _check_number("l2", self.l2)
         cfg.weight_decay = _check_number("weight_decay", self.weight_decay)
         cfg.clip_norm = _check_number("clip_norm", self.clip_norm)
+        cfg.hypergradient = _check_number("hypergradient", self.hypergradient)
         self._fill(cfg)
         cfg.validate()
         return cfg

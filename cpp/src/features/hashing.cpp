@@ -18,8 +18,10 @@ uint32_t field_seed(std::string_view field, uint32_t seed) {
 }
 
 HashedFeature hash_token(uint32_t fseed, std::string_view token, int bits) {
+  // bits = 32 would let the sign bit pick the bucket too; bits < 1 has no buckets.
+  if (bits < 1 || bits > 31) validate_hash_bits(bits);
   const uint32_t h = murmur3_32(token.data(), token.size(), fseed);
-  const uint32_t mask = (bits >= 32) ? 0xffffffffu : ((1u << bits) - 1u);
+  const uint32_t mask = (1u << bits) - 1u;
   return HashedFeature{h & mask, (h >> 31) ? -1.0f : 1.0f};
 }
 

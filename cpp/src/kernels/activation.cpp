@@ -39,6 +39,7 @@ void activation_backward(Activation act, const float* z, const float* a, const f
 }
 
 void softmax_rows(const float* z, float* p, int64_t rows, int64_t cols) {
+  if (cols <= 0) return;
   for (int64_t r = 0; r < rows; ++r) {
     const float* zr = z + r * cols;
     float* pr = p + r * cols;

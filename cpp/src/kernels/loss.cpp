@@ -59,10 +59,12 @@ double loss_and_grad(const LossSpec& spec, const float* P, const float* y, int64
     case LossKind::SoftmaxCE:
       for (int64_t i = 0; i < n; ++i) {
         const float* z = P + i * k;
-        const int64_t c = static_cast<int64_t>(y[i]);
-        DUCKLEARN_CHECK_ARG(c >= 0 && c < k && static_cast<float>(c) == y[i],
+        // Check the float before converting: NaN or a huge value cast to int64 is undefined.
+        DUCKLEARN_CHECK_ARG(y[i] >= 0.0f && y[i] < static_cast<float>(k) &&
+                                std::floor(y[i]) == y[i],
                             "class index " + std::to_string(y[i]) + " outside [0, " +
                                 std::to_string(k) + ")");
+        const auto c = static_cast<int64_t>(y[i]);
         float mx = z[0];
         for (int64_t j = 1; j < k; ++j) mx = z[j] > mx ? z[j] : mx;
         double sum = 0.0;

@@ -37,9 +37,14 @@ void OptimizerConfig::validate() const {
   DUCKLEARN_CHECK_ARG(std::isfinite(clip_norm) && clip_norm >= 0.0f,
                       "clip_norm must be >= 0 (0 disables clipping), got " +
                           std::to_string(clip_norm));
+  DUCKLEARN_CHECK_ARG(std::isfinite(hypergradient) && hypergradient >= 0.0f,
+                      "hypergradient (the learning rate's own step size) must be >= 0 "
+                      "(0 disables it), got " + std::to_string(hypergradient));
 }
 
-int OptimizerConfig::slots() const {
+int OptimizerConfig::slots() const { return rule_slots() + (hypergradient > 0.0f ? 1 : 0); }
+
+int OptimizerConfig::rule_slots() const {
   switch (kind) {
     case OptimizerKind::SGD: return momentum > 0.0f ? 1 : 0;
     case OptimizerKind::AdaGrad:
@@ -72,17 +77,42 @@ const char* to_string(OptimizerKind kind) {
   }
 }
 
-Optimizer::Optimizer(const OptimizerConfig& config) : config_(config) { config_.validate(); }
+Optimizer::Optimizer(const OptimizerConfig& config) : config_(config) {
+  config_.validate();
+  hd_lr_ = config_.schedule.at(0);
+}
 
 std::vector<std::string> Optimizer::slot_names() const {
+  std::vector<std::string> names;
   switch (config_.kind) {
     case OptimizerKind::SGD:
-      return config_.momentum > 0.0f ? std::vector<std::string>{"velocity"}
-                                     : std::vector<std::string>{};
-    case OptimizerKind::AdaGrad: return {"sum_sq"};
-    case OptimizerKind::RMSProp: return {"mean_sq"};
-    default: return {"m", "v"};
+      if (config_.momentum > 0.0f) names.emplace_back("velocity");
+      break;
+    case OptimizerKind::AdaGrad: names.emplace_back("sum_sq"); break;
+    case OptimizerKind::RMSProp: names.emplace_back("mean_sq"); break;
+    default:
+      names.emplace_back("m");
+      names.emplace_back("v");
   }
+  if (config_.hypergradient > 0.0f) names.emplace_back("hd_direction");
+  return names;
+}
+
+float Optimizer::current_lr() const {
+  const float base = config_.hypergradient > 0.0f ? hd_lr_ : config_.schedule.at(t_);
+  return base * lr_scale_;
+}
+
+void Optimizer::set_lr_scale(float scale) {
+  DUCKLEARN_CHECK_ARG(std::isfinite(scale) && scale >= 0.0f,
+                      "lr_scale must be a finite number >= 0, got " + std::to_string(scale));
+  lr_scale_ = scale;
+}
+
+void Optimizer::set_hypergradient_lr(float lr) {
+  DUCKLEARN_CHECK_ARG(std::isfinite(lr) && lr >= 0.0f,
+                      "hypergradient_lr must be a finite number >= 0, got " + std::to_string(lr));
+  hd_lr_ = lr;
 }
 
 void Optimizer::reset() {
@@ -90,6 +120,7 @@ void Optimizer::reset() {
   state_.shrink_to_fit();
   n_ = 0;
   t_ = 0;
+  hd_lr_ = config_.schedule.at(0);
 }
 
 void Optimizer::load_state(int64_t t, int64_t n, const float* state, int64_t state_size) {
@@ -111,7 +142,7 @@ float Optimizer::step(float* params, const float* grads, int64_t n) {
     const int slots = config_.slots();
     state_.assign(static_cast<size_t>(slots) * static_cast<size_t>(n), 0.0f);
     if (config_.kind == OptimizerKind::AdaGrad) {
-      std::fill(state_.begin(), state_.end(), config_.initial_accumulator);
+      std::fill(state_.begin(), state_.begin() + n, config_.initial_accumulator);
     }
     n_ = n;
   }
@@ -120,7 +151,15 @@ float Optimizer::step(float* params, const float* grads, int64_t n) {
                                    "; use one optimizer per parameter array (or reset())");
   const auto& k = simd::kernels();
   simd::StepArgs a;
-  a.lr = config_.schedule.at(t_);
+  const bool hd = config_.hypergradient > 0.0f;
+  float* hd_dir = hd ? state_.data() + static_cast<size_t>(config_.rule_slots()) * n : nullptr;
+  if (hd && t_ > 0) {
+    // d(loss_t)/d(lr) = -g_t · u_{t-1}: a gradient step on the rate itself.
+    const float h = k.dot(grads, hd_dir, n);
+    hd_lr_ += config_.hypergradient * h;
+    if (!(hd_lr_ > 0.0f)) hd_lr_ = 0.0f;  // a negative rate would ascend; NaN stops too
+  }
+  a.lr = (hd ? hd_lr_ : config_.schedule.at(t_)) * lr_scale_;
   a.l2 = config_.l2;
   a.decoupled_wd = config_.weight_decay;
   a.momentum = config_.momentum;
@@ -133,6 +172,8 @@ float Optimizer::step(float* params, const float* grads, int64_t n) {
     const double norm = std::sqrt(k.sum_squares(grads, n));
     if (norm > config_.clip_norm) a.grad_scale = static_cast<float>(config_.clip_norm / norm);
   }
+  // The direction of this step is (p_before - p_after) / lr: keep p_before in the slot.
+  if (hd) std::copy(params, params + n, hd_dir);
   float* s = state_.data();
   switch (config_.kind) {
     case OptimizerKind::SGD:
@@ -148,6 +189,14 @@ float Optimizer::step(float* params, const float* grads, int64_t n) {
           static_cast<float>(1.0 / std::sqrt(1.0 - std::pow(static_cast<double>(a.beta2), t1)));
       k.adam_step(params, grads, s, s + n, n, a);
       break;
+    }
+  }
+  if (hd) {
+    if (a.lr > 0.0f) {
+      const float inv = 1.0f / a.lr;
+      for (int64_t i = 0; i < n; ++i) hd_dir[i] = (hd_dir[i] - params[i]) * inv;
+    } else {
+      std::fill(hd_dir, hd_dir + n, 0.0f);
     }
   }
   ++t_;

@@ -141,7 +141,8 @@ void ger(const float* DL_RESTRICT d, const float* DL_RESTRICT x, float* DL_RESTR
   }
 }
 
-void act_forward(int act, float alpha, const float* DL_RESTRICT z, float* a, int64_t n) {
+// z and a may alias (in-place activation), so neither is restrict.
+void act_forward(int act, float alpha, const float* z, float* a, int64_t n) {
   switch (act) {
     case kReLU:
 #pragma omp simd

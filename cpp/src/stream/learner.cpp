@@ -50,7 +50,8 @@ Learner::Learner(Sequential model, const LossSpec& loss, const OptimizerConfig& 
 Learner::Learner(const Learner& o)
     : model_(o.model_), loss_(o.loss_), optimizer_(o.optimizer_),
       scaler_(o.scaler_ ? std::make_unique<RunningStats>(*o.scaler_) : nullptr),
-      task_(o.task_), examples_seen_(o.examples_seen_) {
+      task_(o.task_), examples_seen_(o.examples_seen_), ewc_lambda_(o.ewc_lambda_),
+      ewc_anchor_(o.ewc_anchor_), ewc_fisher_(o.ewc_fisher_) {
   model_.reserve(ws_, 1);
   xbuf_.resize(static_cast<size_t>(model_.n_inputs()));
 }
@@ -62,8 +63,8 @@ void Learner::check_label(float y) const {
                           "binary labels must be 0 or 1, got " + std::to_string(y));
       break;
     case Task::MultiClass: {
-      const auto c = static_cast<int64_t>(y);
-      DUCKLEARN_CHECK_ARG(y >= 0.0f && static_cast<float>(c) == y && c < n_outputs(),
+      // Compared as a float: converting NaN or a huge value to int64 is undefined.
+      DUCKLEARN_CHECK_ARG(y >= 0.0f && y < static_cast<float>(n_outputs()) && std::floor(y) == y,
                           "class index must be an integer in [0, " +
                               std::to_string(n_outputs()) + "), got " + std::to_string(y));
       break;
@@ -75,35 +76,17 @@ void Learner::check_label(float y) const {
   }
 }
 
-void Learner::apply_link(float* out, int64_t n) const {
-  if (task_ == Task::Binary) {
-    activation_forward(Activation::Sigmoid, out, out, n);
-  } else if (task_ == Task::MultiClass) {
-    softmax_rows(out, out, n, n_outputs());
-  }
-}
-
 void Learner::decision(const float* X, int64_t n, float* out, Workspace& ws) const {
-  const int64_t d = n_inputs(), k = n_outputs();
-  if (!scaler_) {
-    model_.forward(X, n, out, ws);
-    return;
-  }
-  const int64_t block = Sequential::kInferenceBlock;
-  const int64_t rows = n < block ? n : block;
-  if (static_cast<int64_t>(ws.input.size()) < rows * d) {
-    ws.input.resize(static_cast<size_t>(rows * d));
-  }
-  for (int64_t start = 0; start < n; start += block) {
-    const int64_t m = (n - start) < block ? (n - start) : block;
-    scaler_->standardize(X + start * d, m, ws.input.data());
-    model_.forward(ws.input.data(), m, out + start * k, ws);
-  }
+  infer(model_, scaler_.get(), task_, X, n, out, ws, false);
 }
 
 void Learner::predict(const float* X, int64_t n, float* out, Workspace& ws) const {
-  decision(X, n, out, ws);
-  apply_link(out, n);
+  infer(model_, scaler_.get(), task_, X, n, out, ws, true);
+}
+
+std::shared_ptr<const Predictor> Learner::snapshot() const {
+  return std::make_shared<const Predictor>(
+      model_, scaler_ ? std::make_unique<RunningStats>(*scaler_) : nullptr, task_);
 }
 
 double Learner::train_rows(const float* X, const float* y, int64_t n, float grad_scale,
@@ -120,6 +103,15 @@ double Learner::train_rows(const float* X, const float* y, int64_t n, float grad
                       "training diverged (non-finite loss or output); the update was not "
                       "applied. Lower the learning rate, enable input standardization "
                       "(scale=True) or clip gradients (clip_norm)");
+  if (ewc_lambda_ > 0.0f) {
+    // Gradient of (lambda / 2) sum_i F_i (theta_i - theta*_i)^2, added once per step.
+    float* g = model_.grads();
+    const float* p = model_.params();
+    const float* a = ewc_anchor_.data();
+    const float* f = ewc_fisher_.data();
+    const float lam = ewc_lambda_;
+    for (int64_t i = 0; i < model_.n_params(); ++i) g[i] += lam * f[i] * (p[i] - a[i]);
+  }
   optimizer_.step(model_.params(), model_.grads(), model_.n_params());
   examples_seen_ += n;
   return loss;
@@ -206,8 +198,69 @@ void Learner::prequential(const float* X, const float* y, int64_t n, float* pred
     // test-time prediction.
     float* p = preds + i * k;
     train_rows(in, y + i, 1, 1.0f, p, /*with_loss=*/false);
-    apply_link(p, 1);
+    apply_link(task_, p, 1, k);
   }
+}
+
+double Learner::step(const float* x, float y, float* pred) {
+  check_label(y);
+  const float* in = x;
+  if (scaler_) {
+    scaler_->update_standardize(x, 1, xbuf_.data());
+    in = xbuf_.data();
+  }
+  const double loss = train_rows(in, &y, 1, 1.0f, pred, /*with_loss=*/true);
+  apply_link(task_, pred, 1, n_outputs());
+  return loss;
+}
+
+void Learner::consolidate(const float* X, const float* y, int64_t n, float lambda,
+                          float decay) {
+  DUCKLEARN_CHECK_ARG(std::isfinite(lambda) && lambda >= 0.0f,
+                      "EWC lambda must be a finite number >= 0, got " + std::to_string(lambda));
+  DUCKLEARN_CHECK_ARG(std::isfinite(decay) && decay >= 0.0f && decay <= 1.0f,
+                      "EWC decay must be in [0, 1], got " + std::to_string(decay));
+  DUCKLEARN_CHECK_ARG(n >= 1, "consolidate needs at least one example");
+  for (int64_t i = 0; i < n; ++i) check_label(y[i]);
+  detail::FlushDenormals ftz;
+  const int64_t np = model_.n_params(), d = n_inputs();
+  AlignedVector<float> fisher(static_cast<size_t>(np), 0.0f);
+  // Per-example gradients (batch size 1): the empirical Fisher needs E[g^2], not E[g]^2.
+  // The model's gradient buffer is scratch here; no optimizer step is taken.
+  for (int64_t r = 0; r < n; ++r) {
+    const float* in = X + r * d;
+    if (scaler_) {
+      scaler_->standardize(in, 1, xbuf_.data());
+      in = xbuf_.data();
+    }
+    model_.forward_backward(in, y + r, 1, loss_, 1.0f, nullptr, ws_, false);
+    const float* g = model_.grads();
+    for (int64_t i = 0; i < np; ++i) fisher[i] += g[i] * g[i];
+  }
+  const float inv = 1.0f / static_cast<float>(n);
+  const bool blend = ewc_fisher_.size() == fisher.size();
+  for (int64_t i = 0; i < np; ++i) {
+    fisher[i] = fisher[i] * inv + (blend ? decay * ewc_fisher_[i] : 0.0f);
+  }
+  ewc_fisher_ = std::move(fisher);
+  ewc_anchor_.assign(model_.params(), model_.params() + np);
+  ewc_lambda_ = lambda;
+}
+
+void Learner::load_ewc(float lambda, const float* anchor, const float* fisher, int64_t n) {
+  DUCKLEARN_CHECK_ARG(std::isfinite(lambda) && lambda >= 0.0f, "EWC lambda must be >= 0");
+  if (n == 0) {
+    ewc_lambda_ = 0.0f;
+    ewc_anchor_.clear();
+    ewc_fisher_.clear();
+    return;
+  }
+  DUCKLEARN_CHECK_ARG(n == model_.n_params(),
+                      "EWC state has " + std::to_string(n) + " values but the model has " +
+                          std::to_string(model_.n_params()) + " parameters");
+  ewc_anchor_.assign(anchor, anchor + n);
+  ewc_fisher_.assign(fisher, fisher + n);
+  ewc_lambda_ = lambda;
 }
 
 }  // namespace ducklearn

@@ -32,11 +32,19 @@ struct DUCKLEARN_EXPORT OptimizerConfig {
   float l2 = 0.0f;             ///< coupled L2 penalty: g += l2 * p
   float weight_decay = 0.0f;   ///< decoupled decay: p -= lr * weight_decay * p (AdamW: 0.01)
   float clip_norm = 0.0f;      ///< > 0: scale g so that ||g||_2 <= clip_norm
+  /**
+   * > 0: hypergradient descent on the learning rate (Baydin et al. 2018): before step t,
+   * lr += hypergradient * (g_t · u_{t-1}), u_{t-1} being the previous step's direction
+   * (the update divided by its rate). The schedule then only sets the starting rate.
+   */
+  float hypergradient = 0.0f;
 
   /** Throws std::invalid_argument naming the bad field and the valid range. */
   void validate() const;
-  /** Number of state floats per parameter. */
+  /** Number of state floats per parameter (one more with hypergradient > 0). */
   int slots() const;
+  /** Slots used by the update rule itself (without the hypergradient slot). */
+  int rule_slots() const;
 };
 
 DUCKLEARN_EXPORT OptimizerKind optimizer_from_string(const std::string& name);
@@ -55,8 +63,18 @@ class DUCKLEARN_EXPORT Optimizer {
 
   /** Step counter t (number of steps taken). */
   int64_t steps() const { return t_; }
-  /** Learning rate the next step will use. */
-  float current_lr() const { return config_.schedule.at(t_); }
+  /** Learning rate the next step will use (before its hypergradient adjustment). */
+  float current_lr() const;
+
+  /**
+   * A multiplier on every rate (1 by default): the lever for adaptation policies such as
+   * reduce-on-plateau or a boost after a detected change. Must be >= 0.
+   */
+  float lr_scale() const { return lr_scale_; }
+  void set_lr_scale(float scale);
+  /** The hypergradient-adapted base rate (meaningful with config.hypergradient > 0). */
+  float hypergradient_lr() const { return hd_lr_; }
+  void set_hypergradient_lr(float lr);
   /** Parameter count the state was sized for (0 before the first step). */
   int64_t size() const { return n_; }
   const OptimizerConfig& config() const { return config_; }
@@ -78,6 +96,8 @@ class DUCKLEARN_EXPORT Optimizer {
   AlignedVector<float> state_;
   int64_t n_ = 0;
   int64_t t_ = 0;
+  float lr_scale_ = 1.0f;
+  float hd_lr_ = 0.0f;  ///< set from the schedule at construction
 };
 
 }  // namespace ducklearn

@@ -16,11 +16,9 @@
 #include "ducklearn/kernels/loss.hpp"
 #include "ducklearn/nn/sequential.hpp"
 #include "ducklearn/optim/optimizer.hpp"
+#include "ducklearn/stream/predictor.hpp"
 
 namespace ducklearn {
-
-/** What the outputs mean, derived from the loss. */
-enum class Task : int { Binary = 0, MultiClass = 1, Regression = 2 };
 
 class DUCKLEARN_EXPORT Learner {
  public:
@@ -72,6 +70,31 @@ class DUCKLEARN_EXPORT Learner {
   /** Checks one label against the task; throws std::invalid_argument naming the problem. */
   void check_label(float y) const;
 
+  /**
+   * One test-then-train step on a single example: writes the prediction made before the
+   * update into pred (n_outputs values, as predict()) and returns the example's loss. The
+   * scaler takes in x first, as in prequential().
+   */
+  double step(const float* x, float y, float* pred);
+
+  /** An immutable copy of the current model and input statistics (a snapshot). */
+  std::shared_ptr<const Predictor> snapshot() const;
+
+  /**
+   * Elastic weight consolidation (Kirkpatrick et al. 2017), online form (Schwarz et al.
+   * 2018): every later update adds lambda * F_i * (theta_i - theta*_i) to the gradient, where
+   * theta* is the parameter vector at consolidation and F the diagonal empirical Fisher
+   * information mean(g_i^2) over the n given examples, blended as F = decay * F_old + F_new.
+   * Call it at a task boundary (or periodically) with data representative of what must not
+   * be forgotten, e.g. a replay sample. lambda = 0 turns the penalty off.
+   */
+  void consolidate(const float* X, const float* y, int64_t n, float lambda, float decay);
+  float ewc_lambda() const { return ewc_lambda_; }
+  const AlignedVector<float>& ewc_anchor() const { return ewc_anchor_; }
+  const AlignedVector<float>& ewc_fisher() const { return ewc_fisher_; }
+  /** Restores a saved consolidation (both arrays n_params long, or empty to clear). */
+  void load_ewc(float lambda, const float* anchor, const float* fisher, int64_t n);
+
   Sequential& model() { return model_; }
   const Sequential& model() const { return model_; }
   Optimizer& optimizer() { return optimizer_; }
@@ -84,7 +107,6 @@ class DUCKLEARN_EXPORT Learner {
   void set_examples_seen(int64_t n) { examples_seen_ = n; }
 
  private:
-  void apply_link(float* out, int64_t n) const;
   double train_rows(const float* X, const float* y, int64_t n, float grad_scale, float* out,
                     bool with_loss = true);
 
@@ -99,6 +121,8 @@ class DUCKLEARN_EXPORT Learner {
   AlignedVector<float> gather_; ///< rows of one shuffled mini-batch
   AlignedVector<float> ybuf_;   ///< labels of one shuffled mini-batch
   std::vector<int64_t> perm_;   ///< epoch permutation
+  float ewc_lambda_ = 0.0f;
+  AlignedVector<float> ewc_anchor_, ewc_fisher_;
 };
 
 }  // namespace ducklearn
