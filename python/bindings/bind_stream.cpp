@@ -10,7 +10,9 @@
 #include <string>
 
 #include "array.hpp"
+#include "learner_wrapper.hpp"
 #include "ducklearn/stream/learner.hpp"
+#include "ducklearn/stream/state_io.hpp"
 
 namespace py = pybind11;
 using dl_py::as_farray;
@@ -26,16 +28,7 @@ FArray check_rows(const py::handle& X_obj, int64_t width, const char* name);
 namespace {
 
 using ducklearn::Learner;
-
-struct PyLearner {
-  PyLearner(Learner l) : learner(std::move(l)), row(learner.n_inputs()) {}
-  PyLearner(const PyLearner& o) : learner(o.learner), row(o.learner.n_inputs()) {}
-
-  Learner learner;
-  std::mutex mu;
-  ducklearn::Workspace ws;
-  std::vector<float> row;  ///< one example decoded from a dict
-};
+using ducklearn_py::PyLearner;
 
 FArray labels(const py::handle& y_obj, py::ssize_t n) {
   FArray y = as_farray(y_obj, "y", 1);
@@ -306,5 +299,52 @@ void bind_stream(py::module_& m) {
       .def("copy", [](PyLearner& s) {
         std::lock_guard<std::mutex> lock(s.mu);
         return std::make_unique<PyLearner>(s);
-      });
+      })
+      .def(
+          "snapshot",
+          [](PyLearner& s) {
+            py::gil_scoped_release nogil;
+            std::lock_guard<std::mutex> lock(s.mu);
+            return std::const_pointer_cast<ducklearn::Predictor>(s.learner.snapshot());
+          },
+          "An immutable copy of the current model and input statistics (a Predictor).")
+      .def_property(
+          "lr_scale", [](PyLearner& s) { return s.learner.optimizer().lr_scale(); },
+          [](PyLearner& s, float v) {
+            std::lock_guard<std::mutex> lock(s.mu);
+            s.learner.optimizer().set_lr_scale(v);
+          })
+      .def_property_readonly("hypergradient_lr",
+                             [](PyLearner& s) { return s.learner.optimizer().hypergradient_lr(); })
+      .def(
+          "consolidate",
+          [](PyLearner& s, const py::handle& X_obj, const py::handle& y_obj, float lambda,
+             float decay) {
+            FArray X = check_rows(X_obj, s.learner.n_inputs(), "X");
+            FArray y = labels(y_obj, X.shape(0));
+            py::gil_scoped_release nogil;
+            std::lock_guard<std::mutex> lock(s.mu);
+            s.learner.consolidate(X.data(), y.data(), X.shape(0), lambda, decay);
+          },
+          py::arg("X"), py::arg("y"), py::arg("lam"), py::arg("decay") = 0.0f,
+          "Elastic weight consolidation on (X, y): anchor the weights, weight them by the "
+          "empirical Fisher information.")
+      .def(
+          "state_dict",
+          [](PyLearner& s) {
+            ducklearn::StateDict st;
+            {
+              std::lock_guard<std::mutex> lock(s.mu);
+              ducklearn::save_state(s.learner, st, "");
+            }
+            return ducklearn_py::state_to_python(st);
+          },
+          "(tensors, meta): the complete state; from_state_dict rebuilds it exactly.")
+      .def_static(
+          "from_state_dict",
+          [](const py::dict& tensors, const py::dict& meta) {
+            const auto st = ducklearn_py::state_from_python(tensors, meta);
+            return std::make_unique<PyLearner>(ducklearn::load_learner(st, ""));
+          },
+          py::arg("tensors"), py::arg("meta"));
 }

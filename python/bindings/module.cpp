@@ -12,6 +12,7 @@ void bind_nn(py::module_& m);
 void bind_optim(py::module_& m);
 void bind_features(py::module_& m);
 void bind_stream(py::module_& m);
+void bind_adaptive(py::module_& m);
 void bind_cuda(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
@@ -32,6 +33,7 @@ PYBIND11_MODULE(_core, m) {
   auto features = m.def_submodule("features", "Feature kernels: hashing, statistics, one-hot");
   bind_features(features);
   bind_stream(m);
+  bind_adaptive(m);
   auto cuda = m.def_submodule("cuda", "CUDA entry points on device pointers");
   bind_cuda(cuda);
 }

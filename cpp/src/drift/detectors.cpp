@@ -17,7 +17,7 @@ PageHinkley::PageHinkley(int64_t min_instances, double delta, double threshold, 
 }
 
 void PageHinkley::reset() {
-  n_ = 0;
+  n_ = n_at_min_ = 0;
   mean_ = sum_ = min_sum_ = 0.0;
 }
 
@@ -26,8 +26,12 @@ bool PageHinkley::update(double x) {
   ++n_;
   mean_ += (x - mean_) / static_cast<double>(n_);
   sum_ = alpha_ * sum_ + (x - mean_ - delta_);
-  if (sum_ < min_sum_) min_sum_ = sum_;
+  if (sum_ < min_sum_) {
+    min_sum_ = sum_;
+    n_at_min_ = n_;
+  }
   if (n_ >= min_instances_ && sum_ - min_sum_ > threshold_) {
+    last_change_age_ = n_ - n_at_min_;
     reset();
     return true;
   }
@@ -137,6 +141,75 @@ bool ADWIN::update(double x) {
   const bool changed = check_cut();
   if (changed) ++detections_;
   return changed;
+}
+
+void PageHinkley::save_state(StateDict& out, const std::string& p) const {
+  out.set(p + "min_instances", static_cast<double>(min_instances_));
+  out.set(p + "delta", delta_);
+  out.set(p + "threshold", threshold_);
+  out.set(p + "alpha", alpha_);
+  out.set_int(p + "n", n_);
+  out.set_int(p + "n_at_min", n_at_min_);
+  out.set_int(p + "last_change_age", last_change_age_);
+  out.set(p + "mean", mean_);
+  out.set(p + "sum", sum_);
+  out.set(p + "min_sum", min_sum_);
+}
+
+void PageHinkley::load_state(const StateDict& in, const std::string& p) {
+  *this = PageHinkley(in.integer(p + "min_instances"), in.number(p + "delta"),
+                      in.number(p + "threshold"), in.number(p + "alpha"));
+  n_ = in.integer(p + "n");
+  n_at_min_ = in.integer(p + "n_at_min");
+  last_change_age_ = in.integer(p + "last_change_age");
+  mean_ = in.number(p + "mean");
+  sum_ = in.number(p + "sum");
+  min_sum_ = in.number(p + "min_sum");
+}
+
+void ADWIN::save_state(StateDict& out, const std::string& p) const {
+  out.set(p + "delta", delta_);
+  out.set_int(p + "clock", clock_);
+  out.set_int(p + "max_buckets", max_buckets_);
+  out.set_int(p + "min_window", min_window_);
+  out.set_int(p + "width", width_);
+  out.set(p + "total", total_);
+  out.set(p + "var", var_);
+  out.set_int(p + "ticks", ticks_);
+  out.set_int(p + "detections", detections_);
+  out.set_int(p + "rows", static_cast<int64_t>(rows_.size()));
+  for (size_t r = 0; r < rows_.size(); ++r) {
+    std::vector<double> flat;
+    for (const auto& b : rows_[r]) {
+      flat.push_back(b.total);
+      flat.push_back(b.var);
+    }
+    out.f64[p + "row." + std::to_string(r)] = std::move(flat);
+  }
+}
+
+void ADWIN::load_state(const StateDict& in, const std::string& p) {
+  *this = ADWIN(in.number(p + "delta"), static_cast<int>(in.integer(p + "clock")),
+                static_cast<int>(in.integer(p + "max_buckets")),
+                static_cast<int>(in.integer(p + "min_window")));
+  const int64_t rows = in.integer(p + "rows");
+  DUCKLEARN_CHECK_ARG(rows >= 0 && rows <= 64, "ADWIN state: implausible row count");
+  int64_t width = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const auto& flat = in.tensor64(p + "row." + std::to_string(r));
+    DUCKLEARN_CHECK_ARG(flat.size() % 2 == 0 &&
+                            static_cast<int>(flat.size() / 2) <= max_buckets_ + 1,
+                        "ADWIN state: malformed bucket row " + std::to_string(r));
+    rows_.emplace_back();
+    for (size_t i = 0; i < flat.size(); i += 2) rows_.back().push_back(Bucket{flat[i], flat[i + 1]});
+    width += static_cast<int64_t>(flat.size() / 2) << r;
+  }
+  width_ = in.integer(p + "width");
+  DUCKLEARN_CHECK_ARG(width == width_, "ADWIN state: buckets do not add up to the width");
+  total_ = in.number(p + "total");
+  var_ = in.number(p + "var");
+  ticks_ = in.integer(p + "ticks");
+  detections_ = in.integer(p + "detections");
 }
 
 }  // namespace ducklearn

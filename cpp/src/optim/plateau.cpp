@@ -42,4 +42,23 @@ void PlateauDetector::reset() {
   since_best_ = count_ = 0;
 }
 
+void PlateauDetector::save_state(StateDict& out, const std::string& p) const {
+  out.set(p + "smoothing", smoothing_);
+  out.set_int(p + "patience", patience_);
+  out.set(p + "min_delta", min_delta_);
+  out.set(p + "smoothed", smoothed_);
+  out.set(p + "best", best_);
+  out.set_int(p + "since_best", since_best_);
+  out.set_int(p + "count", count_);
+}
+
+void PlateauDetector::load_state(const StateDict& in, const std::string& p) {
+  *this = PlateauDetector(static_cast<float>(in.number(p + "smoothing")),
+                          in.integer(p + "patience"), static_cast<float>(in.number(p + "min_delta")));
+  smoothed_ = in.number(p + "smoothed");
+  best_ = in.number(p + "best");
+  since_best_ = in.integer(p + "since_best");
+  count_ = in.integer(p + "count");
+}
+
 }  // namespace ducklearn

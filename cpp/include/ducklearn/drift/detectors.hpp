@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "ducklearn/export.hpp"
+#include "ducklearn/state.hpp"
 
 namespace ducklearn {
 
@@ -27,11 +28,17 @@ class DUCKLEARN_EXPORT PageHinkley {
   int64_t count() const { return n_; }
   double mean() const { return mean_; }
   double statistic() const { return sum_ - min_sum_; }
+  /** At the last detection: values since the cumulative sum's minimum, i.e. how long ago
+   *  the change most likely started. */
+  int64_t last_change_age() const { return last_change_age_; }
+
+  void save_state(StateDict& out, const std::string& prefix) const;
+  void load_state(const StateDict& in, const std::string& prefix);
 
  private:
   int64_t min_instances_;
   double delta_, threshold_, alpha_;
-  int64_t n_ = 0;
+  int64_t n_ = 0, n_at_min_ = 0, last_change_age_ = 0;
   double mean_ = 0.0, sum_ = 0.0, min_sum_ = 0.0;
 };
 
@@ -53,6 +60,9 @@ class DUCKLEARN_EXPORT ADWIN {
   double mean() const { return width_ > 0 ? total_ / static_cast<double>(width_) : 0.0; }
   double variance() const { return width_ > 0 ? var_ / static_cast<double>(width_) : 0.0; }
   int64_t detections() const { return detections_; }
+
+  void save_state(StateDict& out, const std::string& prefix) const;
+  void load_state(const StateDict& in, const std::string& prefix);
 
  private:
   struct Bucket {

@@ -2,7 +2,10 @@
 /** Convergence detection: a plateau of an exponentially smoothed loss, with patience. */
 #include <cstdint>
 
+#include <string>
+
 #include "ducklearn/export.hpp"
+#include "ducklearn/state.hpp"
 
 namespace ducklearn {
 
@@ -23,6 +26,9 @@ class DUCKLEARN_EXPORT PlateauDetector {
   int64_t since_best() const { return since_best_; }
   int64_t count() const { return count_; }
   void reset();
+
+  void save_state(StateDict& out, const std::string& prefix) const;
+  void load_state(const StateDict& in, const std::string& prefix);
 
  private:
   float smoothing_;
