@@ -143,9 +143,9 @@ void bind_adaptive(py::module_& m) {
 
   py::class_<ducklearn::ReplayBuffer>(m, "ReplayBuffer",
                                       "Reservoir of past examples, optionally prioritized.")
-      .def(py::init<int64_t, int64_t, uint64_t, bool, float>(), py::arg("capacity"),
+      .def(py::init<int64_t, int64_t, uint64_t, bool, float, bool>(), py::arg("capacity"),
            py::arg("dim"), py::arg("seed") = 0, py::arg("prioritized") = false,
-           py::arg("alpha") = 0.6f)
+           py::arg("alpha") = 0.6f, py::arg("fifo") = false)
       .def(
           "add",
           [](ducklearn::ReplayBuffer& r, const py::handle& x_obj, float y, float priority) {
@@ -202,6 +202,7 @@ void bind_adaptive(py::module_& m) {
       .def_readwrite("background_grace", &AdaptationConfig::background_grace)
       .def_readwrite("background_patience", &AdaptationConfig::background_patience)
       .def_readwrite("swap_margin", &AdaptationConfig::swap_margin)
+      .def_readwrite("swap_z", &AdaptationConfig::swap_z)
       .def_readwrite("loss_smoothing", &AdaptationConfig::loss_smoothing)
       .def_readwrite("plateau_factor", &AdaptationConfig::plateau_factor)
       .def_readwrite("plateau_every", &AdaptationConfig::plateau_every)
@@ -212,6 +213,7 @@ void bind_adaptive(py::module_& m) {
       .def_readwrite("replay_every", &AdaptationConfig::replay_every)
       .def_readwrite("replay_batch", &AdaptationConfig::replay_batch)
       .def_readwrite("replay_prioritized", &AdaptationConfig::replay_prioritized)
+      .def_readwrite("replay_recent", &AdaptationConfig::replay_recent)
       .def_readwrite("replay_alpha", &AdaptationConfig::replay_alpha)
       .def_readwrite("flush_replay_on_swap", &AdaptationConfig::flush_replay_on_swap)
       .def_readwrite("ewc_lambda", &AdaptationConfig::ewc_lambda)
@@ -251,6 +253,13 @@ void bind_adaptive(py::module_& m) {
           },
           py::arg("X"), py::arg("y"),
           "Test-then-train over the rows: (predictions before each update, losses).")
+      .def("copy",
+           [](PyAdaptive& s) {
+             py::gil_scoped_release nogil;
+             std::lock_guard<std::mutex> lock(s.mu);
+             return std::make_unique<PyAdaptive>(std::make_unique<AdaptiveLearner>(*s.learner));
+           },
+           "An independent deep copy (the whole state), e.g. a last-known-good restore point.")
       .def("snapshot",
            [](PyAdaptive& s) {
              py::gil_scoped_release nogil;

@@ -27,6 +27,7 @@ void AdaptationConfig::validate() const {
         "background_patience must be >= background_grace");
   check(std::isfinite(swap_margin) && swap_margin >= 0.0f && swap_margin < 1.0f,
         "swap_margin must be in [0, 1)");
+  check(std::isfinite(swap_z) && swap_z >= 0.0f, "swap_z must be >= 0");
   check(std::isfinite(loss_smoothing) && loss_smoothing > 0.0f && loss_smoothing <= 1.0f,
         "loss_smoothing must be in (0, 1]");
   check(std::isfinite(plateau_factor) && plateau_factor > 0.0f && plateau_factor <= 1.0f,
@@ -59,7 +60,8 @@ AdaptiveLearner::AdaptiveLearner(Learner base, const AdaptationConfig& config, u
   }
   if (config_.replay_capacity > 0) {
     replay_ = std::make_unique<ReplayBuffer>(config_.replay_capacity, d, seed ^ 0x5eedull,
-                                             config_.replay_prioritized, config_.replay_alpha);
+                                             config_.replay_prioritized, config_.replay_alpha,
+                                             config_.replay_recent);
   }
   recent_x_.assign(static_cast<size_t>(config_.recent_window * d), 0.0f);
   recent_y_.assign(static_cast<size_t>(config_.recent_window), 0.0f);
@@ -177,6 +179,8 @@ void AdaptiveLearner::start_background(int64_t change_age) {
   background_->optimizer().set_lr_scale(config_.background_lr_scale);
   ++stats_.backgrounds_started;
   stats_.background_age = 0;
+  stats_.race_diff_mean = 0.0;
+  stats_.race_diff_m2 = 0.0;
 
   // Warm start on the examples after the estimated change point, oldest first. A handful of
   // examples would only be memorised (adaptive optimizers take near full-size first steps on
@@ -198,7 +202,14 @@ void AdaptiveLearner::start_background(int64_t change_age) {
 }
 
 void AdaptiveLearner::maybe_swap() {
-  if (stats_.background_age >= config_.background_grace &&
+  // Paired test on the race so far: both models scored the same examples, so the spread of
+  // the differences, not of the losses, decides whether the challenger is really better.
+  const double n = static_cast<double>(stats_.background_age);
+  const double var = n > 1.0 ? stats_.race_diff_m2 / (n - 1.0) : 0.0;
+  const double mean = stats_.race_diff_mean;
+  const bool significant =
+      mean > 0.0 && (var <= 0.0 || mean * std::sqrt(n) >= config_.swap_z * std::sqrt(var));
+  if (stats_.background_age >= config_.background_grace && significant &&
       stats_.background_loss_ewma <
           stats_.active_loss_since_challenge * (1.0 - static_cast<double>(config_.swap_margin))) {
     active_ = std::move(background_);
@@ -267,6 +278,10 @@ void AdaptiveLearner::learn(const float* X, const float* y, int64_t n, float* pr
       stats_.background_loss_ewma = (1.0 - b) * stats_.background_loss_ewma + b * bg_loss;
       stats_.active_loss_since_challenge =
           (1.0 - b) * stats_.active_loss_since_challenge + b * loss;
+      const double diff = loss - bg_loss;
+      const double delta = diff - stats_.race_diff_mean;
+      stats_.race_diff_mean += delta * w;
+      stats_.race_diff_m2 += delta * (diff - stats_.race_diff_mean);
     }
     ++stats_.examples;
 
@@ -315,6 +330,8 @@ void save_stats(const AdaptationStats& s, StateDict& out, const std::string& p) 
   out.set(p + "background_loss_ewma", s.background_loss_ewma);
   out.set(p + "active_loss_since_challenge", s.active_loss_since_challenge);
   out.set_int(p + "background_age", s.background_age);
+  out.set(p + "race_diff_mean", s.race_diff_mean);
+  out.set(p + "race_diff_m2", s.race_diff_m2);
   out.set(p + "lr_scale", s.lr_scale);
 }
 
@@ -334,6 +351,8 @@ AdaptationStats load_stats(const StateDict& in, const std::string& p) {
   s.background_loss_ewma = in.number(p + "background_loss_ewma");
   s.active_loss_since_challenge = in.number(p + "active_loss_since_challenge");
   s.background_age = in.integer(p + "background_age");
+  s.race_diff_mean = in.number(p + "race_diff_mean");
+  s.race_diff_m2 = in.number(p + "race_diff_m2");
   s.lr_scale = static_cast<float>(in.number(p + "lr_scale"));
   return s;
 }

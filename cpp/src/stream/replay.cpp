@@ -8,8 +8,9 @@
 namespace ducklearn {
 
 ReplayBuffer::ReplayBuffer(int64_t capacity, int64_t dim, uint64_t seed, bool prioritized,
-                           float alpha)
-    : capacity_(capacity), dim_(dim), prioritized_(prioritized), alpha_(alpha), rng_(seed) {
+                           float alpha, bool fifo)
+    : capacity_(capacity), dim_(dim), prioritized_(prioritized), alpha_(alpha), fifo_(fifo),
+      rng_(seed) {
   DUCKLEARN_CHECK_ARG(capacity >= 1, "replay capacity must be >= 1, got " +
                                          std::to_string(capacity));
   DUCKLEARN_CHECK_ARG(dim >= 1, "replay dim must be >= 1");
@@ -44,6 +45,8 @@ void ReplayBuffer::add(const float* x, float y, float priority) {
   int64_t slot;
   if (size_ < capacity_) {
     slot = size_++;
+  } else if (fifo_) {
+    slot = (seen_ - 1) % capacity_;  // overwrite the oldest
   } else {
     const auto j = static_cast<int64_t>(next() % static_cast<uint64_t>(seen_));
     if (j >= capacity_) return;  // Algorithm R: keep with probability capacity / seen

@@ -76,6 +76,7 @@ void save_config(const AdaptationConfig& c, StateDict& out, const std::string& p
   out.set_int(p + "background_grace", c.background_grace);
   out.set_int(p + "background_patience", c.background_patience);
   out.set(p + "swap_margin", c.swap_margin);
+  out.set(p + "swap_z", c.swap_z);
   out.set(p + "loss_smoothing", c.loss_smoothing);
   out.set(p + "plateau_factor", c.plateau_factor);
   out.set_int(p + "plateau_every", c.plateau_every);
@@ -86,6 +87,7 @@ void save_config(const AdaptationConfig& c, StateDict& out, const std::string& p
   out.set_int(p + "replay_every", c.replay_every);
   out.set_int(p + "replay_batch", c.replay_batch);
   out.set(p + "replay_prioritized", c.replay_prioritized ? 1.0 : 0.0);
+  out.set(p + "replay_recent", c.replay_recent ? 1.0 : 0.0);
   out.set(p + "replay_alpha", c.replay_alpha);
   out.set(p + "flush_replay_on_swap", c.flush_replay_on_swap ? 1.0 : 0.0);
   out.set(p + "ewc_lambda", c.ewc_lambda);
@@ -117,6 +119,7 @@ AdaptationConfig load_adaptation_config(const StateDict& in, const std::string& 
   c.background_grace = i("background_grace");
   c.background_patience = i("background_patience");
   c.swap_margin = f("swap_margin");
+  c.swap_z = f("swap_z");
   c.loss_smoothing = f("loss_smoothing");
   c.plateau_factor = f("plateau_factor");
   c.plateau_every = i("plateau_every");
@@ -127,6 +130,7 @@ AdaptationConfig load_adaptation_config(const StateDict& in, const std::string& 
   c.replay_every = i("replay_every");
   c.replay_batch = i("replay_batch");
   c.replay_prioritized = b("replay_prioritized");
+  c.replay_recent = b("replay_recent");
   c.replay_alpha = f("replay_alpha");
   c.flush_replay_on_swap = b("flush_replay_on_swap");
   c.ewc_lambda = f("ewc_lambda");

@@ -51,6 +51,9 @@ struct DUCKLEARN_EXPORT AdaptationConfig {
   int64_t background_grace = 50;     ///< head-to-head examples before it may take over
   int64_t background_patience = 5000;  ///< examples after which a losing challenger is dropped
   float swap_margin = 0.0f;          ///< relative loss advantage needed to take over
+  /// The challenger must also be better with this significance: the paired per-example loss
+  /// differences since the race began must have mean / standard error >= swap_z.
+  float swap_z = 3.0f;
   float loss_smoothing = 0.02f;      ///< EWMA weight of the newest loss
 
   float plateau_factor = 1.0f;       ///< < 1 enables reduce-on-plateau
@@ -63,6 +66,7 @@ struct DUCKLEARN_EXPORT AdaptationConfig {
   int64_t replay_every = 1;
   int64_t replay_batch = 8;
   bool replay_prioritized = false;
+  bool replay_recent = false;        ///< FIFO of recent examples instead of a reservoir
   float replay_alpha = 0.6f;
   bool flush_replay_on_swap = true;  ///< old-concept examples would pull a new model back
 
@@ -90,6 +94,8 @@ struct AdaptationStats {
   double background_loss_ewma = 0.0;
   double active_loss_since_challenge = 0.0;  ///< active's smoothed loss over the race
   int64_t background_age = 0;
+  double race_diff_mean = 0.0;     ///< mean of (active loss - challenger loss) over the race
+  double race_diff_m2 = 0.0;       ///< its sum of squared deviations (Welford)
   float lr_scale = 1.0f;
 };
 

@@ -5,7 +5,8 @@
  *
  * Insertion is reservoir sampling (Vitter's Algorithm R): after n insertions each example
  * seen is held with probability capacity / n, so the buffer stays a uniform sample of the
- * whole stream in bounded memory. Sampling for replay is uniform or, when prioritized,
+ * whole stream in bounded memory (the guard against forgetting). In FIFO mode it holds the
+ * most recent examples instead (extra passes over data from the current concept). Sampling for replay is uniform or, when prioritized,
  * proportional to priority^alpha (Schaul et al. 2016) through a sum tree, O(log capacity).
  */
 #include <cstdint>
@@ -18,8 +19,12 @@ namespace ducklearn {
 
 class DUCKLEARN_EXPORT ReplayBuffer {
  public:
+  /**
+   * fifo = true keeps the most recent `capacity` examples instead of a uniform sample of the
+   * whole stream: extra passes over recent data, for streams whose concept moves on.
+   */
   ReplayBuffer(int64_t capacity, int64_t dim, uint64_t seed, bool prioritized = false,
-               float alpha = 0.6f);
+               float alpha = 0.6f, bool fifo = false);
 
   /** Offers one example; priority (e.g. its loss, >= 0) matters only when prioritized. */
   void add(const float* x, float y, float priority = 1.0f);
@@ -38,6 +43,7 @@ class DUCKLEARN_EXPORT ReplayBuffer {
   int64_t dim() const { return dim_; }
   int64_t seen() const { return seen_; }
   bool prioritized() const { return prioritized_; }
+  bool fifo() const { return fifo_; }
   float alpha() const { return alpha_; }
 
   /** Raw state for checkpoints: rows (size × dim), labels, priorities, counters, RNG. */
@@ -56,6 +62,7 @@ class DUCKLEARN_EXPORT ReplayBuffer {
   int64_t capacity_, dim_;
   bool prioritized_;
   float alpha_;
+  bool fifo_;
   int64_t size_ = 0, seen_ = 0;
   uint64_t rng_;
   AlignedVector<float> rows_;

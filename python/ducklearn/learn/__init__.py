@@ -1,0 +1,10 @@
+"""Online learning: the learner service, adaptation policies, checkpoints, bootstrap,
+evaluation and A/B tests."""
+
+from __future__ import annotations
+
+from ducklearn.learn.adaptation import Adaptation
+from ducklearn.learn.checkpoint import CheckpointError
+from ducklearn.learn.online import OnlineLearner, QueueFullError, Snapshot
+
+__all__ = ["Adaptation", "CheckpointError", "OnlineLearner", "QueueFullError", "Snapshot"]
