@@ -46,6 +46,22 @@ __all__ = ["OnlineLearner", "Snapshot", "QueueFullError"]
 log = logging.getLogger(__name__)
 
 
+def _is_columnar(records: Any) -> bool:
+    return isinstance(records, Mapping) or hasattr(records, "columns") or (
+        hasattr(records, "column_names") and hasattr(records, "num_rows"))
+
+
+def _n_rows(columns: Any) -> int:
+    if hasattr(columns, "num_rows"):
+        return int(columns.num_rows)
+    if hasattr(columns, "columns") and hasattr(columns, "__len__"):
+        return len(columns)
+    lengths = {len(v) for v in columns.values()}
+    if len(lengths) > 1:
+        raise ValueError(f"columns have different lengths: {sorted(lengths)}")
+    return lengths.pop() if lengths else 0
+
+
 class QueueFullError(RuntimeError):
     """The ingestion queue is at capacity: the experience was rejected (and counted)."""
 
@@ -178,7 +194,8 @@ class OnlineLearner:
         self._callbacks = list(callbacks)
         self._seed = int(seed)
 
-        # Queue of chunks: ("records", list, outcomes, t_ingest) or ("rows", X, y, t_ingest).
+        # Queue of chunks: (kind, payload, outcomes, t_ingest, n) with kind "records" (a list
+        # of dicts, or columns: a dict of arrays / DataFrame / Arrow table) or "rows" (X).
         self._cond = threading.Condition()
         self._chunks: collections.deque = collections.deque()
         self._queued = 0                 # experiences in the queue or being learned
@@ -326,25 +343,35 @@ class OnlineLearner:
 
     def ingest(self, record: Any, outcome: Any, *, timeout: float | None = None) -> None:
         """Queue one experience (returns in microseconds; raises QueueFullError if full)."""
-        self._enqueue(("records", [record], [outcome], time.monotonic()), 1, timeout)
+        self._enqueue(("records", [record], [outcome], time.monotonic(), 1), 1, timeout)
 
     def ingest_many(self, records: Any, outcomes: Any, *, timeout: float | None = None) -> None:
-        """Queue many experiences at once: a list of records, or a 2-D array of feature rows
-        (no extractor) with an array of outcomes. All or none are queued."""
+        """Queue many experiences at once. ``records`` is a list of records, columns (a dict
+        of equal-length arrays, a pandas DataFrame or a pyarrow Table: the fast path through
+        an extractor), or a 2-D array of feature rows; ``outcomes`` has one entry per record.
+        All or none are queued."""
         if isinstance(records, np.ndarray):
             X = check_X(records, n_features=self._core.n_inputs, estimator="the learner")
             y = np.asarray(outcomes)
             if y.ndim != 1 or len(y) != len(X):
                 raise ValueError(f"outcomes must be 1-D with {len(X)} entries, got shape {y.shape}")
-            self._enqueue(("rows", X, y, time.monotonic()), len(X), timeout)
+            self._enqueue(("rows", X, y, time.monotonic(), len(X)), len(X), timeout)
+            return
+        if _is_columnar(records):
+            n = _n_rows(records)
+            y = np.asarray(outcomes)
+            if y.ndim != 1 or len(y) != n:
+                raise ValueError(f"outcomes must be 1-D with {n} entries, got shape {y.shape}")
+            if n:
+                self._enqueue(("records", records, y, time.monotonic(), n), n, timeout)
             return
         records = list(records)
         outcomes = list(outcomes)
         if len(records) != len(outcomes):
             raise ValueError(f"{len(records)} records but {len(outcomes)} outcomes")
         if records:
-            self._enqueue(("records", records, outcomes, time.monotonic()), len(records),
-                          timeout)
+            self._enqueue(("records", records, outcomes, time.monotonic(), len(records)),
+                          len(records), timeout)
 
     # -- the worker ----------------------------------------------------------------------
 
@@ -369,7 +396,7 @@ class OnlineLearner:
             while self._chunks and rows < self.max_batch:
                 chunk = self._chunks.popleft()
                 taken.append(chunk)
-                rows += len(chunk[1])
+                rows += chunk[4]
             return taken
 
     def _run(self) -> None:
@@ -399,7 +426,7 @@ class OnlineLearner:
                 last_checkpoint = now
 
     def _process(self, chunks: list[tuple]) -> int:
-        n = sum(len(c[1]) for c in chunks)
+        n = sum(c[4] for c in chunks)
         learned = 0
         try:
             X, y, rejected = self._assemble(chunks)
@@ -463,8 +490,10 @@ class OnlineLearner:
         t = arr.astype(np.float32)
         return t, np.isfinite(t)
 
-    def _features(self, records: list) -> tuple[np.ndarray, np.ndarray]:
+    def _features(self, records: Any) -> tuple[np.ndarray, np.ndarray]:
         """(rows of the valid records, mask of valid records)."""
+        if _is_columnar(records):
+            return self._column_features(records)
         n = len(records)
         if self._extractor is not None:
             X, dead = self._extractor.transform(records, sparse=False)
@@ -489,10 +518,27 @@ class OnlineLearner:
                 ok[i] = False
         return X, ok
 
+    def _column_features(self, columns: Any) -> tuple[np.ndarray, np.ndarray]:
+        n = _n_rows(columns)
+        if self._extractor is not None:
+            X, dead = self._extractor.transform(columns, sparse=False)
+            ok = np.ones(n, dtype=bool)
+            for d in dead:
+                ok[d.index] = False
+            full = np.zeros((n, X.shape[1]), dtype=np.float32)
+            full[ok] = X
+            return full, ok
+        try:
+            X = np.column_stack([np.asarray(columns[name], dtype=np.float32)
+                                 for name in self._feature_names])
+        except KeyError as exc:
+            raise ValueError(f"column {exc.args[0]!r} is missing from the columns") from None
+        return np.ascontiguousarray(X), np.isfinite(X).all(axis=1)
+
     def _assemble(self, chunks: list[tuple]) -> tuple[np.ndarray, np.ndarray, collections.Counter]:
         rejected: collections.Counter = collections.Counter()
         xs, ys = [], []
-        for kind, payload, outcomes, _ in chunks:
+        for kind, payload, outcomes, _, _ in chunks:
             if kind == "rows":
                 X, ok_x = payload, np.isfinite(payload).all(axis=1)
             else:
@@ -552,6 +598,12 @@ class OnlineLearner:
     def _rows_for(self, records: Any) -> np.ndarray:
         if isinstance(records, np.ndarray):
             return check_X(records, n_features=self._core.n_inputs, estimator="the learner")
+        if _is_columnar(records):
+            X, ok = self._column_features(records)
+            if not ok.all():
+                raise ValueError(f"row {int(np.flatnonzero(~ok)[0])} of the columns is invalid "
+                                 "(rejected by the extractor or not finite)")
+            return X
         records = list(records)
         X, ok = self._features(records)
         if not ok.all():

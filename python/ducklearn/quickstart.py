@@ -1,0 +1,211 @@
+"""The main job on embedded defaults (``ducklearn quickstart``).
+
+An application suggests code changes; developers accept or reject them; the acceptance rule
+changes half-way (a new review policy). The pipeline:
+
+1. generate the stream (:func:`~ducklearn.datasets.make_entity_stream`) and describe its
+   records with a :class:`~ducklearn.features.FeatureSchema` compiled to a C++ extractor;
+2. bootstrap an MLP on the first 10% ("history") with a validation split and early stopping;
+3. serve and learn online with an :class:`~ducklearn.learn.OnlineLearner`: every batch of
+   suggestions is predicted from the live snapshot before its outcomes are learned, while
+   the learner adapts to the change (drift detection, challengers);
+4. run the legacy baseline (:class:`~ducklearn.legacy.NaiveLearner`, per-key acceptance
+   rates) on the same stream, checkpoint the learner, and print the comparison.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["entity_schema", "entity_columns", "run"]
+
+# Counts and sizes spread over orders of magnitude: learned on a log scale.
+_LOG_SCALE_UNITS = ("lines", "files", "bytes", "commits", "days", "hours", "seconds",
+                    "comments", "imports", "reviewers", "tests", "McCabe")
+
+
+def entity_schema(stream: Any):
+    """A FeatureSchema for the entity stream's records: numeric fields in raw units (log1p
+    where they span orders of magnitude, range-checked) and the categoricals one-hot with an
+    ``other`` bucket. Normalization is left to the model (``scale=True``), which snapshots
+    it together with the weights."""
+    from ducklearn.datasets import ENTITY_NUMERIC
+    from ducklearn.features import Categorical, FeatureSchema, Numeric
+
+    units = dict(ENTITY_NUMERIC)
+    fields = []
+    for name in stream.numeric_names:
+        unit = units.get(name, "")
+        bounded = "bounded" in unit
+        fields.append(Numeric(
+            name, required=True, normalize=None,
+            log1p=not bounded and any(u in unit for u in _LOG_SCALE_UNITS),
+            valid_range=(0.0, 1e12), description=unit,
+        ))
+    for name, columns in stream.categorical.items():
+        levels = [c.split("=", 1)[1] for c in columns]
+        fields.append(Categorical(name, vocabulary=levels, required=True))
+    return FeatureSchema("code_change_suggestion", fields)
+
+
+def entity_columns(stream: Any, start: int = 0, stop: int | None = None) -> dict[str, Any]:
+    """The stream's rows [start, stop) as record columns (categoricals as level strings)."""
+    stop = stream.n if stop is None else stop
+    X = stream.X[start:stop]
+    cols: dict[str, Any] = {}
+    for j, name in enumerate(stream.numeric_names):
+        cols[name] = X[:, j]
+    names = stream.feature_names
+    for cat, one_hot in stream.categorical.items():
+        idx = [names.index(c) for c in one_hot]
+        levels = np.array([c.split("=", 1)[1] for c in one_hot], dtype=object)
+        cols[cat] = levels[np.argmax(X[:, idx], axis=1)]
+    return cols
+
+
+@dataclass
+class _Track:
+    correct: np.ndarray
+    filled: int = 0
+
+    def add(self, ok: np.ndarray) -> None:
+        self.correct[self.filled:self.filled + len(ok)] = ok
+        self.filled += len(ok)
+
+    def mean(self, a: int = 0, b: int | None = None) -> float:
+        b = self.filled if b is None else min(b, self.filled)
+        return float(self.correct[a:b].mean()) if b > a else float("nan")
+
+
+def _recovery(correct: np.ndarray, change: int, window: int) -> str:
+    """Examples after the change until the rolling accuracy is back within 2 points of its
+    level just before the change."""
+    if change < window or change >= len(correct):
+        return "-"
+    target = correct[change - window:change].mean() - 0.02
+    roll = np.convolve(correct[change:].astype(float), np.ones(window) / window, "valid")
+    hit = np.flatnonzero(roll >= target)
+    return f"{hit[0] + window:,}" if hit.size else "never"
+
+
+def run(n: int = 200_000, seed: int = 0, workdir: str = "ducklearn-quickstart",
+        batch: int = 1_000, quiet: bool = False, out=sys.stdout) -> dict[str, Any]:
+    """Run the pipeline; print a summary to ``out`` and return the figures as a dict."""
+    from tqdm import tqdm
+
+    from ducklearn import backend
+    from ducklearn.datasets import make_entity_stream
+    from ducklearn.learn import Adaptation, OnlineLearner, bootstrap
+    from ducklearn.legacy import NaiveLearner
+    from ducklearn.nn import MLPClassifier
+
+    def say(msg: str = "") -> None:
+        print(msg, file=out, flush=True)
+
+    info = backend.info()
+    say(f"ducklearn {info['version']}  kernels={info['simd_target']}  blas={info['blas']}")
+    stream = make_entity_stream(n, seed=seed)
+    schema = entity_schema(stream)
+    extractor = schema.compile()
+    change = stream.drift_index
+    say(f"stream: {stream.n:,} suggestions, {len(schema)} fields -> "
+        f"{extractor.n_features} features; acceptance rule changes at {change:,}; "
+        f"Bayes accuracy {stream.bayes_accuracy:.3f}")
+
+    # 1. History: the first 10% bootstraps the model and the baseline.
+    n_hist = max(100, stream.n // 10)
+    hist = entity_columns(stream, 0, n_hist)
+    X_hist, dead = extractor.transform(hist)
+    y_all = stream.y.astype(np.int64)
+    y_hist = y_all[:n_hist][np.setdiff1d(np.arange(n_hist), [d.index for d in dead])]
+    t0 = time.perf_counter()
+    boot = bootstrap(MLPClassifier(hidden_layer_sizes=(64, 64), scale=True, lr=0.002,
+                                   batch_size=64, seed=seed),
+                     X_hist, y_hist, validation=0.1, max_epochs=30, patience=3, seed=seed)
+    say(f"bootstrap on {n_hist:,} historical suggestions: {boot.epochs} epochs "
+        f"(best {boot.best_epoch + 1}), validation accuracy {boot.validation_score:.3f}, "
+        f"{time.perf_counter() - t0:.1f}s")
+
+    naive = NaiveLearner(key=("language", "change_type", "repo_tier"))
+    keys = list(zip(hist["language"], hist["change_type"], hist["repo_tier"]))
+    for k, label in zip(keys, y_all[:n_hist]):
+        naive.learn_one({"language": k[0], "change_type": k[1], "repo_tier": k[2]}, int(label))
+
+    # 2. Live: predict each batch from the current snapshot, then learn its outcomes.
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    os.makedirs(workdir, exist_ok=True)
+    learner = OnlineLearner(boot.model, extractor=extractor, adaptation=Adaptation(),
+                            checkpoint_dir=None, on_full="block", block_timeout=60.0,
+                            publish_interval=0.02, seed=seed)
+    live = stream.n - n_hist
+    model_track = _Track(np.zeros(live, dtype=bool))
+    naive_track = _Track(np.zeros(live, dtype=bool))
+    t_live = time.perf_counter()
+    with tqdm(total=live, desc="learning online", unit="ex", unit_scale=True, file=sys.stderr,
+              disable=True if quiet else None) as bar:
+        for start in range(n_hist, stream.n, batch):
+            stop = min(start + batch, stream.n)
+            cols = entity_columns(stream, start, stop)
+            y = y_all[start:stop]
+            proba = learner.predict_proba_many(cols)[:, 1]
+            model_track.add((proba > 0.5) == (y == 1))
+            recs = [{"language": a, "change_type": b, "repo_tier": c}
+                    for a, b, c in zip(cols["language"], cols["change_type"], cols["repo_tier"])]
+            naive_track.add(naive.predict_many(recs) == y)
+            learner.ingest_many(cols, y)
+            naive.learn_many(recs, y.tolist())
+            bar.update(stop - start)
+            bar.set_postfix(model=f"{model_track.mean():.3f}", legacy=f"{naive_track.mean():.3f}")
+    learner.flush()
+    live_seconds = time.perf_counter() - t_live
+    learner.checkpoint_dir = ckpt_dir
+    ckpt = learner.checkpoint()
+    stats = learner.stats()
+    learner.close()
+
+    # 3. Summary.
+    c = change - n_hist  # the change, in live coordinates
+    window = max(100, live // 40)
+    bayes = np.maximum(stream.p_true, 1 - stream.p_true)[n_hist:]
+    say()
+    say(f"{'':22}{'model':>9}{'legacy':>9}{'Bayes':>9}")
+    bounds = np.linspace(0, live, 11).astype(int)
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        tag = " <- rule changes" if a <= c < b else ""
+        say(f"examples {n_hist + a:>7,}-{n_hist + b:<7,}{model_track.mean(a, b):9.3f}"
+            f"{naive_track.mean(a, b):9.3f}{bayes[a:b].mean():9.3f}{tag}")
+    summary = {
+        "model_accuracy": model_track.mean(),
+        "legacy_accuracy": naive_track.mean(),
+        "bayes_accuracy": float(bayes.mean()),
+        "model_before_change": model_track.mean(0, c),
+        "model_after_change": model_track.mean(c),
+        "legacy_after_change": naive_track.mean(c),
+        "model_recovery": _recovery(model_track.correct, c, window),
+        "legacy_recovery": _recovery(naive_track.correct, c, window),
+        "drifts_detected": stats["drifts"],
+        "challenger_swaps": stats["swaps"],
+        "learned": stats["learned"],
+        "rejected": stats["rejected"],
+        "examples_per_second": live / live_seconds,
+        "learner_updates_per_second": stats["updates_per_second"],
+        "checkpoint": ckpt,
+    }
+    say(f"{'overall (live)':22}{summary['model_accuracy']:9.3f}"
+        f"{summary['legacy_accuracy']:9.3f}{summary['bayes_accuracy']:9.3f}")
+    say()
+    say(f"after the change: model {summary['model_after_change']:.3f} "
+        f"(back within 2 points after {summary['model_recovery']} examples), legacy "
+        f"{summary['legacy_after_change']:.3f}; drift detections {stats['drifts']}, "
+        f"challenger swaps {stats['swaps']}")
+    say(f"throughput: {summary['examples_per_second']:,.0f} suggestions/s end to end "
+        f"(predict + extract + learn + publish), learner {stats['updates_per_second']:,.0f} "
+        f"updates/s; {stats['learned']:,} learned, {stats['rejected']} rejected")
+    say(f"checkpoint: {ckpt}")
+    return summary
