@@ -1,0 +1,34 @@
+"""The main job end to end, small: it must learn, beat the legacy baseline and checkpoint."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+
+from ducklearn.learn.checkpoint import read_latest
+from ducklearn.quickstart import run
+
+
+def test_quickstart_pipeline_beats_the_legacy_baseline(tmp_path):
+    out = io.StringIO()
+    summary = run(n=20_000, seed=1, workdir=str(tmp_path), quiet=True, out=out)
+    text = out.getvalue()
+    assert "Bayes accuracy" in text and "checkpoint:" in text
+    assert summary["learned"] == 18_000 and summary["rejected"] == 0
+    assert summary["model_accuracy"] > summary["legacy_accuracy"] + 0.08
+    assert summary["model_accuracy"] > 0.78
+    ckpt = read_latest(os.path.join(str(tmp_path), "checkpoints"))
+    assert ckpt is not None and ckpt.path == summary["checkpoint"]
+    assert ckpt.manifest["counters"]["learned"] == 18_000
+
+
+def test_cli_entry_points():
+    info = subprocess.run([sys.executable, "-m", "ducklearn.cli", "info"], capture_output=True,
+                          text=True, check=True)
+    assert json.loads(info.stdout)["simd_target"] in ("generic", "avx2", "avx512")
+    bad = subprocess.run([sys.executable, "-m", "ducklearn.cli", "quickstart", "--n", "10"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "--n must be >= 1000" in bad.stderr
