@@ -54,21 +54,44 @@ std::string repr(PyObject* o) {
 // Runs with the GIL held and the learner locked.
 void decode_dict(PyLearner& self, const py::dict& x, const py::dict& index) {
   std::fill(self.row.begin(), self.row.end(), 0.0f);
+  if (self.cached_index != index.ptr()) {
+    self.clear_key_cache();
+    self.cached_index = index.ptr();
+    Py_INCREF(self.cached_index);
+  }
   PyObject *key, *value;
   Py_ssize_t pos = 0;
+  size_t i = 0;
   const auto d = static_cast<long>(self.row.size());
   while (PyDict_Next(x.ptr(), &pos, &key, &value)) {
-    PyObject* col = PyDict_GetItemWithError(index.ptr(), key);
-    if (col == nullptr) {
-      if (PyErr_Occurred()) throw py::error_already_set();
-      throw py::value_error("unknown feature " + repr(key) +
-                            "; the model was fitted on the features in feature_names_in_");
+    long j;
+    if (i < self.cached_keys.size() && self.cached_keys[i] == key) {
+      j = self.cached_cols[i];
+    } else {
+      PyObject* col = PyDict_GetItemWithError(index.ptr(), key);
+      if (col == nullptr) {
+        if (PyErr_Occurred()) throw py::error_already_set();
+        throw py::value_error("unknown feature " + repr(key) +
+                              "; the model was fitted on the features in feature_names_in_");
+      }
+      j = PyLong_AsLong(col);
+      if (j < 0 || j >= d) {
+        if (PyErr_Occurred()) throw py::error_already_set();
+        throw py::value_error("feature index out of range for " + repr(key));
+      }
+      Py_INCREF(key);
+      if (i < self.cached_keys.size()) {
+        Py_DECREF(self.cached_keys[i]);
+        self.cached_keys[i] = key;
+        self.cached_cols[i] = j;
+      } else if (self.cached_keys.size() < static_cast<size_t>(4 * d)) {
+        self.cached_keys.push_back(key);
+        self.cached_cols.push_back(j);
+      } else {
+        Py_DECREF(key);
+      }
     }
-    const long j = PyLong_AsLong(col);
-    if (j < 0 || j >= d) {
-      if (PyErr_Occurred()) throw py::error_already_set();
-      throw py::value_error("feature index out of range for " + repr(key));
-    }
+    ++i;
     const double v = PyFloat_AsDouble(value);
     if (v == -1.0 && PyErr_Occurred()) {
       PyErr_Clear();
@@ -231,6 +254,44 @@ void bind_stream(py::module_& m) {
             return out;
           },
           py::arg("x"), py::arg("index"))
+      .def(
+          "predict_dict_first",
+          [](PyLearner& s, const py::dict& x, const py::dict& index) {
+            // The per-record fast path: a Python float, no array allocated.
+            float out[1];
+            std::lock_guard<std::mutex> lock(s.mu);
+            if (s.learner.n_outputs() != 1) throw py::value_error("model has several outputs");
+            decode_dict(s, x, index);
+            s.learner.predict(s.row.data(), 1, out, s.ws);
+            return static_cast<double>(out[0]);
+          },
+          py::arg("x"), py::arg("index"),
+          "P(y = 1) (binary) or the value (regression) for one dict record, as a float.")
+      .def(
+          "predict_proba",
+          [](PyLearner& s, const py::handle& X_obj) {
+            // Class probabilities with both columns for binary models, filled in C++.
+            FArray X = check_rows(X_obj, s.learner.n_inputs(), "X");
+            const int64_t k = s.learner.n_outputs();
+            const py::ssize_t cols = k == 1 ? 2 : k;
+            FArray out({X.shape(0), cols});
+            {
+              py::gil_scoped_release nogil;
+              std::lock_guard<std::mutex> lock(s.mu);
+              float* o = out.mutable_data();
+              s.learner.predict(X.data(), X.shape(0), o, s.ws);
+              if (k == 1) {
+                // Spread p into (1 - p, p) in place, back to front.
+                for (py::ssize_t r = X.shape(0); r-- > 0;) {
+                  const float p = o[r];
+                  o[2 * r + 1] = p;
+                  o[2 * r] = 1.0f - p;
+                }
+              }
+            }
+            return out;
+          },
+          py::arg("X"))
       .def(
           "optimizer_state",
           [](PyLearner& s) {

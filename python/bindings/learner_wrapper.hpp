@@ -19,11 +19,26 @@ namespace py = pybind11;
 struct PyLearner {
   explicit PyLearner(ducklearn::Learner l) : learner(std::move(l)), row(learner.n_inputs()) {}
   PyLearner(const PyLearner& o) : learner(o.learner), row(o.learner.n_inputs()) {}
+  PyLearner& operator=(const PyLearner&) = delete;
+  ~PyLearner() { clear_key_cache(); }  // runs with the GIL held (Python deallocation)
+
+  void clear_key_cache() {
+    for (PyObject* k : cached_keys) Py_DECREF(k);
+    cached_keys.clear();
+    cached_cols.clear();
+    Py_XDECREF(cached_index);
+    cached_index = nullptr;
+  }
 
   ducklearn::Learner learner;
   std::mutex mu;
   ducklearn::Workspace ws;
   std::vector<float> row;  ///< one example decoded from a dict
+  // Records of a stream usually repeat the same key objects in the same order: remembering
+  // (key pointer -> column) by position skips the index lookup for every such key.
+  std::vector<PyObject*> cached_keys;  ///< owned references
+  std::vector<long> cached_cols;
+  PyObject* cached_index = nullptr;    ///< the index dict the cache belongs to (owned)
 };
 
 /** (tensors: {name: float32/float64 array}, meta: {name: float | str}) */

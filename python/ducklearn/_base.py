@@ -259,6 +259,12 @@ class OnlineEstimator:
         """Validated rows for a fitted model. ``fast`` leaves the finiteness scan to C++
         (used by read-only paths, which can't be left half-done)."""
         learner = self._check_fitted()
+        # Already what the core takes: skip every Python-side check (C++ checks the width
+        # and scans for NaN/inf itself).
+        if fast and type(X) is np.ndarray and X.dtype == np.float32 and X.ndim == 2 and (
+            X.flags.c_contiguous
+        ):
+            return X
         names = feature_names_of(X)
         if names is not None and hasattr(self, "feature_names_in_") and (
             names != list(self.feature_names_in_)
@@ -267,15 +273,6 @@ class OnlineEstimator:
                 "The feature names should match those that were passed during fit; "
                 f"got {names[:5]}..., expected {list(self.feature_names_in_)[:5]}..."
             )
-        if fast and type(X) is np.ndarray and X.dtype == np.float32 and X.ndim == 2 and (
-            X.flags.c_contiguous
-        ):
-            if X.shape[1] != learner.n_inputs:
-                raise ValueError(
-                    f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
-                    f"{learner.n_inputs} features as input."
-                )
-            return X
         return check_X(X, n_features=learner.n_inputs, estimator=type(self).__name__)
 
     # -- scikit-learn dialect ------------------------------------------------------------------
@@ -569,6 +566,8 @@ class ClassifierBase(OnlineEstimator):
         order = np.argsort(classes, kind="stable")
         self.classes_ = classes[order]
         self._label_index = {label: i for i, label in enumerate(self.classes_.tolist())}
+        # Binary models answer predict_one with a float; index this list by p > 0.5.
+        self._class_list = self.classes_.tolist() if len(self.classes_) == 2 else None
 
     def _initial_output_bias(self, targets: np.ndarray, n_out: int) -> np.ndarray:
         counts = np.bincount(targets.astype(np.int64), minlength=len(self.classes_))
@@ -663,11 +662,8 @@ class ClassifierBase(OnlineEstimator):
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities, shape (n, n_classes), columns in ``classes_`` order."""
-        out = self._outputs(X)
-        if out.shape[1] == 1:
-            p = out[:, 0]
-            return np.stack([1.0 - p, p], axis=1)
-        return out
+        rows = self._rows(X, fast=True)
+        return self._learner.predict_proba(rows)
 
     def predict(self, X: Any) -> np.ndarray:
         """Most probable class of each row."""
@@ -691,6 +687,10 @@ class ClassifierBase(OnlineEstimator):
 
     def predict_one(self, x: Mapping) -> Any:
         """Most probable class for one record."""
+        learner = getattr(self, "_learner", None)
+        if learner is not None and type(x) is dict and self._class_list is not None:
+            # The hot per-record path: one C++ call returning a float.
+            return self._class_list[learner.predict_dict_first(x, self._feature_index) > 0.5]
         out = self._record_outputs(x)
         if out.shape[0] == 1:
             return self.classes_.tolist()[int(out[0] > 0.5)]
