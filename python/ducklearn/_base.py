@@ -227,6 +227,9 @@ class OnlineEstimator:
             tau=tau,
         )
         self._learner = learner
+        # Single-output classifiers answer predict_one with a float indexed by p > 0.5.
+        self._class_list = (self.classes_.tolist()
+                            if n_out == 1 and self._estimator_type == "classifier" else None)
         self.n_features_in_ = n_features
         if feature_names is not None:
             self.feature_names_in_ = np.asarray(feature_names, dtype=object)
@@ -566,8 +569,6 @@ class ClassifierBase(OnlineEstimator):
         order = np.argsort(classes, kind="stable")
         self.classes_ = classes[order]
         self._label_index = {label: i for i, label in enumerate(self.classes_.tolist())}
-        # Binary models answer predict_one with a float; index this list by p > 0.5.
-        self._class_list = self.classes_.tolist() if len(self.classes_) == 2 else None
 
     def _initial_output_bias(self, targets: np.ndarray, n_out: int) -> np.ndarray:
         counts = np.bincount(targets.astype(np.int64), minlength=len(self.classes_))
@@ -688,9 +689,10 @@ class ClassifierBase(OnlineEstimator):
     def predict_one(self, x: Mapping) -> Any:
         """Most probable class for one record."""
         learner = getattr(self, "_learner", None)
-        if learner is not None and type(x) is dict and self._class_list is not None:
+        classes = getattr(self, "_class_list", None)
+        if learner is not None and classes is not None and type(x) is dict:
             # The hot per-record path: one C++ call returning a float.
-            return self._class_list[learner.predict_dict_first(x, self._feature_index) > 0.5]
+            return classes[learner.predict_dict_first(x, self._feature_index) > 0.5]
         out = self._record_outputs(x)
         if out.shape[0] == 1:
             return self.classes_.tolist()[int(out[0] > 0.5)]
