@@ -11,6 +11,7 @@ void bind_kernels(py::module_& m);
 void bind_nn(py::module_& m);
 void bind_optim(py::module_& m);
 void bind_features(py::module_& m);
+void bind_feature_plan(py::module_& m);
 void bind_stream(py::module_& m);
 void bind_adaptive(py::module_& m);
 void bind_cuda(py::module_& m);
@@ -32,6 +33,7 @@ PYBIND11_MODULE(_core, m) {
   bind_optim(m);
   auto features = m.def_submodule("features", "Feature kernels: hashing, statistics, one-hot");
   bind_features(features);
+  bind_feature_plan(features);
   bind_stream(m);
   bind_adaptive(m);
   auto cuda = m.def_submodule("cuda", "CUDA entry points on device pointers");
