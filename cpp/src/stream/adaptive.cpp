@@ -16,6 +16,9 @@ void AdaptationConfig::validate() const {
   check(adwin_clock >= 1, "adwin_clock must be >= 1");
   check(ph_min_instances >= 1, "ph_min_instances must be >= 1");
   check(std::isfinite(ph_threshold) && ph_threshold > 0.0, "ph_threshold must be > 0");
+  check(std::isfinite(ph_delta) && ph_delta >= 0.0, "ph_delta must be >= 0");
+  check(std::isfinite(ph_alpha) && ph_alpha > 0.0 && ph_alpha <= 1.0,
+        "ph_alpha (forgetting factor) must be in (0, 1]");
   check(std::isfinite(drift_lr_boost) && drift_lr_boost >= 1.0f, "drift_lr_boost must be >= 1");
   check(boost_decay >= 1, "boost_decay must be >= 1");
   check(recent_window >= 1, "recent_window must be >= 1");
@@ -33,9 +36,12 @@ void AdaptationConfig::validate() const {
   check(std::isfinite(plateau_factor) && plateau_factor > 0.0f && plateau_factor <= 1.0f,
         "plateau_factor must be in (0, 1] (1 disables reduce-on-plateau)");
   check(plateau_every >= 1 && plateau_patience >= 1, "plateau_every and plateau_patience >= 1");
+  check(std::isfinite(plateau_min_delta) && plateau_min_delta >= 0.0f,
+        "plateau_min_delta must be >= 0");
   check(std::isfinite(min_lr_scale) && min_lr_scale > 0.0f, "min_lr_scale must be > 0");
   check(replay_capacity >= 0, "replay_capacity must be >= 0 (0 disables replay)");
   check(replay_every >= 1 && replay_batch >= 1, "replay_every and replay_batch must be >= 1");
+  check(std::isfinite(replay_alpha) && replay_alpha >= 0.0f, "replay_alpha must be >= 0");
   check(std::isfinite(ewc_lambda) && ewc_lambda >= 0.0f, "ewc_lambda must be >= 0");
   check(std::isfinite(ewc_decay) && ewc_decay >= 0.0f && ewc_decay <= 1.0f,
         "ewc_decay must be in [0, 1]");
@@ -45,10 +51,17 @@ void AdaptationConfig::validate() const {
         "consolidate_every needs a replay buffer (replay_capacity > 0) to draw examples from");
 }
 
+namespace {
+// Validates before any member is built from the config, so errors name the config field.
+const AdaptationConfig& validated(const AdaptationConfig& c) {
+  c.validate();
+  return c;
+}
+}  // namespace
+
 AdaptiveLearner::AdaptiveLearner(Learner base, const AdaptationConfig& config, uint64_t seed)
-    : config_(config), plateau_(1.0f, config.plateau_patience, config.plateau_min_delta),
-      seed_(seed) {
-  config_.validate();
+    : config_(validated(config)),
+      plateau_(1.0f, config.plateau_patience, config.plateau_min_delta), seed_(seed) {
   blueprint_ = std::make_unique<const Learner>(base);
   active_ = std::make_unique<Learner>(base);
   const int64_t d = active_->n_inputs(), k = active_->n_outputs();
@@ -403,6 +416,10 @@ std::unique_ptr<AdaptiveLearner> AdaptiveLearner::load_state(const StateDict& in
                       "adaptive learner state: active model does not match its blueprint");
   if (in.number("adaptive.has_background") != 0.0) {
     out->background_ = std::make_unique<Learner>(load_learner(in, "background."));
+    // It learns from the same rows into the same output buffer as the active model.
+    DUCKLEARN_CHECK_ARG(out->background_->n_inputs() == out->blueprint_->n_inputs() &&
+                            out->background_->n_outputs() == out->blueprint_->n_outputs(),
+                        "adaptive learner state: background model does not match its blueprint");
   }
   if (out->adwin_) out->adwin_->load_state(in, "adwin.");
   if (out->ph_) out->ph_->load_state(in, "page_hinkley.");
