@@ -375,8 +375,35 @@ void bind_stream(py::module_& m) {
             std::lock_guard<std::mutex> lock(s.mu);
             s.learner.optimizer().set_lr_scale(v);
           })
-      .def_property_readonly("hypergradient_lr",
-                             [](PyLearner& s) { return s.learner.optimizer().hypergradient_lr(); })
+      .def_property(
+          "hypergradient_lr", [](PyLearner& s) { return s.learner.optimizer().hypergradient_lr(); },
+          [](PyLearner& s, float v) {
+            std::lock_guard<std::mutex> lock(s.mu);
+            s.learner.optimizer().set_hypergradient_lr(v);
+          })
+      .def(
+          "ewc_state",
+          [](PyLearner& s) {
+            std::lock_guard<std::mutex> lock(s.mu);
+            const auto& a = s.learner.ewc_anchor();
+            const auto& f = s.learner.ewc_fisher();
+            py::array_t<float> anchor(static_cast<py::ssize_t>(a.size()));
+            py::array_t<float> fisher(static_cast<py::ssize_t>(f.size()));
+            std::copy(a.begin(), a.end(), anchor.mutable_data());
+            std::copy(f.begin(), f.end(), fisher.mutable_data());
+            return py::make_tuple(s.learner.ewc_lambda(), anchor, fisher);
+          },
+          "(lambda, anchor, fisher) of elastic weight consolidation (empty when unused).")
+      .def(
+          "load_ewc",
+          [](PyLearner& s, float lambda, const FArray& anchor, const FArray& fisher) {
+            if (anchor.size() != fisher.size()) {
+              throw py::value_error("anchor and fisher must have the same length");
+            }
+            std::lock_guard<std::mutex> lock(s.mu);
+            s.learner.load_ewc(lambda, anchor.data(), fisher.data(), anchor.size());
+          },
+          py::arg("lam"), py::arg("anchor"), py::arg("fisher"))
       .def(
           "consolidate",
           [](PyLearner& s, const py::handle& X_obj, const py::handle& y_obj, float lambda,

@@ -470,6 +470,10 @@ class OnlineEstimator:
         if scaler is not None:
             for key, arr in scaler.items():
                 tensors[f"scaler.{key}"] = arr
+        ewc_lambda, anchor, fisher = learner.ewc_state()
+        if len(anchor):
+            tensors["ewc.anchor"] = anchor
+            tensors["ewc.fisher"] = fisher
         manifest = {
             "format_version": STATE_FORMAT_VERSION,
             "library_version": _core.__version__,
@@ -477,7 +481,10 @@ class OnlineEstimator:
             "hyperparameters": {k: _param_to_json(v) for k, v in self.get_params().items()},
             "contract": self.contract,
             "layers": learner.layers,
-            "optimizer": {"steps": int(steps), "size": int(size), "slots": list(slot_names)},
+            "optimizer": {"steps": int(steps), "size": int(size), "slots": list(slot_names),
+                          "lr_scale": float(learner.lr_scale),
+                          "hypergradient_lr": float(learner.hypergradient_lr)},
+            "ewc_lambda": float(ewc_lambda),
             "examples_seen": int(learner.examples_seen),
             "n_iter": int(self.n_iter_),
             "loss_curve": list(self.loss_curve_),
@@ -521,6 +528,13 @@ class OnlineEstimator:
         slots = [np.asarray(tensors[f"optimizer.{s}"], dtype=np.float32) for s in opt["slots"]]
         state = np.stack(slots) if slots else np.zeros((0, opt["size"]), dtype=np.float32)
         learner.load_optimizer_state(int(opt["steps"]), int(opt["size"]), state)
+        learner.lr_scale = float(opt.get("lr_scale", 1.0))
+        if "hypergradient_lr" in opt:
+            learner.hypergradient_lr = float(opt["hypergradient_lr"])
+        if "ewc.anchor" in tensors:
+            learner.load_ewc(float(manifest.get("ewc_lambda", 0.0)),
+                             np.asarray(tensors["ewc.anchor"], dtype=np.float32),
+                             np.asarray(tensors["ewc.fisher"], dtype=np.float32))
         if bool(hyper.get("scale")):
             learner.load_scaler_state(*(tensors[f"scaler.{k}"] for k in
                                         ("count", "mean", "m2", "min", "max")))

@@ -417,3 +417,18 @@ def test_state_rejects_wrong_format_and_shapes():
         LinearRegression.from_state(tensors, manifest)
     with pytest.raises(ValueError, match="shape"):
         LogisticRegression.from_state({**tensors, "params": tensors["params"][:-1]}, manifest)
+
+
+def test_state_round_trip_keeps_rate_adaptation_and_ewc():
+    X, y = _data("logistic", n=300)
+    model = LogisticRegression(optimizer=SGD(0.01, hypergradient=1e-3)).fit(X, y)
+    codes = model._encode(y)
+    model._learner.consolidate(X[:50], codes[:50], 2.0, 0.0)
+    model._learner.lr_scale = 0.5
+    restored = LogisticRegression.from_state(*model.state())
+    assert restored._learner.hypergradient_lr == model._learner.hypergradient_lr
+    assert restored._learner.lr_scale == 0.5
+    assert restored._learner.ewc_state()[0] == 2.0
+    model.partial_fit(X, y)
+    restored.partial_fit(X, y)
+    assert np.array_equal(restored.params, model.params)

@@ -157,7 +157,10 @@ float Optimizer::step(float* params, const float* grads, int64_t n) {
     // d(loss_t)/d(lr) = -g_t · u_{t-1}: a gradient step on the rate itself.
     const float h = k.dot(grads, hd_dir, n);
     hd_lr_ += config_.hypergradient * h;
-    if (!(hd_lr_ > 0.0f)) hd_lr_ = 0.0f;  // a negative rate would ascend; NaN stops too
+    // A negative rate would ascend; a zero one would never move again (its direction would
+    // be undefined), so the rate bottoms out at a millionth of where it started.
+    const float floor = 1e-6f * config_.schedule.at(0);
+    if (!(hd_lr_ > floor)) hd_lr_ = floor;
   }
   a.lr = (hd ? hd_lr_ : config_.schedule.at(t_)) * lr_scale_;
   a.l2 = config_.l2;

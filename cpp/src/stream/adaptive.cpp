@@ -408,6 +408,11 @@ std::unique_ptr<AdaptiveLearner> AdaptiveLearner::load_state(const StateDict& in
   DUCKLEARN_CHECK_ARG(in.integer("adaptive.format") == 1,
                       "adaptive learner state has an unknown format version");
   const AdaptationConfig config = load_adaptation_config(in, "adaptive.config.");
+  // Buffer sizes come from the file: check them against the tensors before allocating.
+  DUCKLEARN_CHECK_ARG(static_cast<int64_t>(in.tensor("recent.y").size()) == config.recent_window,
+                      "adaptive learner state: recent_window does not match its buffer");
+  DUCKLEARN_CHECK_ARG(config.replay_capacity <= (int64_t{1} << 32),
+                      "adaptive learner state: implausible replay capacity");
   auto out = std::make_unique<AdaptiveLearner>(load_learner(in, "blueprint."), config,
                                                in.u64("adaptive.seed"));
   out->active_ = std::make_unique<Learner>(load_learner(in, "active."));

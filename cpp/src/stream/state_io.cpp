@@ -182,14 +182,26 @@ void save_state(const Learner& l, StateDict& out, const std::string& p) {
 Learner load_learner(const StateDict& in, const std::string& p) {
   const int64_t n_layers = in.integer(p + "arch.n_layers");
   DUCKLEARN_CHECK_ARG(n_layers >= 1 && n_layers <= 1024, "learner state: bad layer count");
+  // A corrupt state must fail as invalid input, not as an attempt to allocate terabytes:
+  // the parameter count has to match the tensor that is actually there.
+  const int64_t n_inputs = in.integer(p + "arch.n_inputs");
+  const auto& stored = in.tensor(p + "params");
   std::vector<int64_t> widths;
   std::vector<Activation> acts;
+  int64_t count = 0, prev = n_inputs;
+  DUCKLEARN_CHECK_ARG(n_inputs >= 1 && n_inputs <= (int64_t{1} << 31),
+                      "learner state: implausible input width");
   for (int64_t i = 0; i < n_layers; ++i) {
-    widths.push_back(in.integer(p + "arch.width." + std::to_string(i)));
+    const int64_t w = in.integer(p + "arch.width." + std::to_string(i));
+    DUCKLEARN_CHECK_ARG(w >= 1 && w <= (int64_t{1} << 31), "learner state: implausible width");
+    count += (prev + 1) * w;
+    DUCKLEARN_CHECK_ARG(count <= static_cast<int64_t>(stored.size()),
+                        "learner state: architecture does not match the stored parameters");
+    prev = w;
+    widths.push_back(w);
     acts.push_back(activation_from_string(in.str(p + "arch.activation." + std::to_string(i))));
   }
-  Sequential model(in.integer(p + "arch.n_inputs"), widths, acts,
-                   static_cast<float>(in.number(p + "arch.leaky_alpha")));
+  Sequential model(n_inputs, widths, acts, static_cast<float>(in.number(p + "arch.leaky_alpha")));
   const auto& params = in.tensor(p + "params", model.n_params());
   std::copy(params.begin(), params.end(), model.params());
   LossSpec loss;
