@@ -240,8 +240,9 @@ def _logit(f: dict[str, np.ndarray], cat: dict[str, np.ndarray], after: bool) ->
     if after:
         # The concept change, e.g. a new review policy and a new team: some effects flip sign,
         # some vanish, new ones appear. A learner that stops adapting loses accuracy here.
-        z = z + 1.5 * (cov < 40.0)  # the coverage threshold no longer matters...
-        z = z - 0.04 * np.maximum(cov - 40.0, 0.0) * (tier == 0)  # ...but tier-0 gets pickier
+        z = z + 1.5 * (cov < 40.0)  # the coverage threshold no longer matters, and a new
+        # interaction appears: in critical-tier repos acceptance now falls as coverage rises
+        z = z - 0.04 * np.maximum(cov - 40.0, 0.0) * (tier == 0)
         z = z + np.array([-0.6, 0.0, 1.1, -0.4, -0.6, 0.6])[lang]  # language preferences flip
         z = z + 0.9 * night  # the night penalty reverses (a new team in another time zone)
         z = z - 0.9 * np.log1p(f["file_age_days"] / 365.0) + 0.4  # legacy code now shunned
@@ -256,6 +257,7 @@ def make_entity_stream(
     drift_at: float | None = 0.5,
     label_noise: float = 0.02,
     n_distractors: int = 0,
+    signal: float = 1.0,
 ) -> EntityStream:
     """Generate a seeded stream of code-change suggestions with an abrupt concept change.
 
@@ -280,6 +282,11 @@ def make_entity_stream(
         Probability that a label is flipped at random on top of the Bernoulli draw from the
         rule's probability (annotation errors). It is folded into ``p_true``, which stays the
         exact probability each label was drawn from. Must be in ``[0, 0.5)``.
+    signal : float, default 1.0
+        Multiplies the rule's logit: above 1 the outcome depends more sharply on the
+        features (a cleaner "entity optimization" stream with a higher Bayes accuracy, e.g.
+        about 0.95 with ``signal=2.0, label_noise=0``), below 1 it gets noisier. The
+        features are the same for any value.
     n_distractors : int, default 0
         Extra heavy-tailed numeric columns (``noise_0``, ...) appended after the one-hot
         columns that the rule ignores, to build wider inputs (e.g. 64 features) on the same
@@ -336,6 +343,10 @@ def make_entity_stream(
         raise ValueError(f"drift_at must be in [0, 1] or None, got {drift_at!r}")
     if not (0.0 <= float(label_noise) < 0.5) or not math.isfinite(float(label_noise)):
         raise ValueError(f"label_noise must be in [0, 0.5), got {label_noise!r}")
+    if isinstance(signal, bool) or not isinstance(signal, (int, float)) or not (
+        math.isfinite(float(signal)) and signal > 0
+    ):
+        raise ValueError(f"signal must be a finite number > 0, got {signal!r}")
     if (
         isinstance(n_distractors, bool)
         or not isinstance(n_distractors, (int, np.integer))
@@ -354,7 +365,7 @@ def make_entity_stream(
             {k: v[drift_index:] for k, v in cat.items()},
             after=True,
         )
-    p_rule = 1.0 / (1.0 + np.exp(-z))
+    p_rule = 1.0 / (1.0 + np.exp(-float(signal) * z))
     eta = float(label_noise)
     p_true = eta + (1.0 - 2.0 * eta) * p_rule
     y = (u_label < p_true).astype(np.float32)
@@ -398,5 +409,6 @@ def make_entity_stream(
         p_true=p_true,
         drift_index=drift_index,
         seed=int(seed),
-        _meta={"label_noise": eta, "drift_at": drift_at, "n_distractors": int(n_distractors)},
+        _meta={"label_noise": eta, "drift_at": drift_at, "n_distractors": int(n_distractors),
+               "signal": float(signal)},
     )
