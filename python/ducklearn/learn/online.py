@@ -253,6 +253,8 @@ class OnlineLearner:
         self._feature_names = list(est._feature_index)
         self._feature_pos = {name: i for i, name in enumerate(self._feature_names)}
         self._core = _core.AdaptiveLearner(est._learner, self.adaptation.to_config(), self._seed)
+        # From here on the estimator only maps labels and features; the core owns the model.
+        est._learner = None
         self._check_width()
 
     def _input_width(self, feature_names: Sequence[str] | None) -> int:
@@ -692,8 +694,9 @@ class OnlineLearner:
             est._set_classes(np.asarray(m["classes"]))
         self._model = est
         self._core = _core.AdaptiveLearner.from_state_dict(ckpt.tensors, m["core"])
-        # The estimator is the label/feature mapping; its learner mirrors the active model.
+        # The estimator only maps labels and features; the core owns the model.
         est._build(self._core.n_inputs, m["feature_names"])
+        est._learner = None
         self._feature_names = list(m["feature_names"])
         self._feature_pos = {name: i for i, name in enumerate(self._feature_names)}
         c = m["counters"]
