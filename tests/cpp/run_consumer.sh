@@ -2,7 +2,10 @@
 # Proves the installed C++ SDK works for a host project: for each BLAS mode, configure the
 # core standalone (no Python), install it into a temporary prefix, move that prefix (the
 # package must be relocatable), then configure, build and run tests/cpp/consumer against it
-# through CMAKE_PREFIX_PATH.
+# through CMAKE_PREFIX_PATH. When a Python with ducklearn installed is available
+# ($DUCKLEARN_PYTHON, default python3), it first writes model files and reference
+# predictions (consumer/make_reference.py) that the consumer must reproduce in C++;
+# DUCKLEARN_REQUIRE_MODEL_FILES=1 makes a missing Python an error instead of a skip.
 #
 #   tests/cpp/run_consumer.sh               # BLAS modes "auto" (system BLAS if found) and "none"
 #   tests/cpp/run_consumer.sh system        # only the given modes
@@ -20,6 +23,21 @@ if [ ${#modes[@]} -eq 0 ]; then modes=(auto none); fi
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/ducklearn-consumer.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
+
+# Model files saved from Python, checked in C++ by every consumer build below.
+python="${DUCKLEARN_PYTHON:-python3}"
+model_args=()
+if "$python" -c "import ducklearn.modelfile, safetensors" >/dev/null 2>&1; then
+  "$python" "$repo/tests/cpp/consumer/make_reference.py" "$work/model-files"
+  for ref in "$work"/model-files/*.reference.safetensors; do
+    model_args+=("${ref%.reference.safetensors}.safetensors" "$ref")
+  done
+elif [ "${DUCKLEARN_REQUIRE_MODEL_FILES:-0}" = "1" ]; then
+  echo "error: DUCKLEARN_REQUIRE_MODEL_FILES=1 but '$python' cannot import ducklearn" >&2
+  exit 1
+else
+  echo "== consumer: no Python with ducklearn ($python); skipping the model-file check"
+fi
 
 for blas in "${modes[@]}"; do
   echo "== consumer: DUCKLEARN_BLAS=${blas}"
@@ -42,6 +60,6 @@ for blas in "${modes[@]}"; do
   "$cmake" -S "$repo/tests/cpp/consumer" -B "$dir/consumer-build" "${generator[@]}" \
     -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$dir/prefix"
   "$cmake" --build "$dir/consumer-build" -j "$jobs"
-  "$dir/consumer-build/consumer"
+  "$dir/consumer-build/consumer" "${model_args[@]}"
 done
 echo "== consumer: OK (${modes[*]})"
