@@ -7,8 +7,10 @@ changes half-way (a new review policy). The pipeline:
    records with a :class:`~ducklearn.features.FeatureSchema` compiled to a C++ extractor;
 2. bootstrap an MLP on the first 10% ("history") with a validation split and early stopping;
 3. serve and learn online with an :class:`~ducklearn.learn.OnlineLearner`: every batch of
-   suggestions is predicted from the live snapshot before its outcomes are learned, while
-   the learner adapts to the change (drift detection, challengers);
+   suggestions is predicted from the live snapshot, through a
+   :class:`~ducklearn.serving.PredictionServer` (hot swap at each publication, the legacy
+   baseline as the breaker's fallback), before its outcomes are learned, while the learner
+   adapts to the change (drift detection, challengers);
 4. run the legacy baseline (:class:`~ducklearn.legacy.NaiveLearner`, per-key acceptance
    rates) on the same stream, checkpoint the learner, and print the comparison.
 """
@@ -143,6 +145,14 @@ def run(n: int = 200_000, seed: int = 0, workdir: str = "ducklearn-quickstart",
     learner = OnlineLearner(boot.model, extractor=extractor, adaptation=Adaptation(),
                             checkpoint_dir=None, on_full="block", block_timeout=60.0,
                             publish_interval=0.02, seed=seed)
+    # Predictions during learning go through the in-process server: each batch reads the
+    # learner's newest snapshot (every publication is a hot swap, labelled live-N), behind a
+    # circuit breaker whose fallback is the legacy baseline.
+    from ducklearn.serving import PredictionServer
+
+    server = PredictionServer(default_timeout=30.0)
+    server.add_learner("quickstart", learner, fallback=naive)
+    served_versions: set[str] = set()
     live = stream.n - n_hist
     model_track = _Track(np.zeros(live, dtype=bool))
     naive_track = _Track(np.zeros(live, dtype=bool))
@@ -153,7 +163,9 @@ def run(n: int = 200_000, seed: int = 0, workdir: str = "ducklearn-quickstart",
             stop = min(start + batch, stream.n)
             cols = entity_columns(stream, start, stop)
             y = y_all[start:stop]
-            proba = learner.predict_proba_many(cols)[:, 1]
+            served = server.predict("quickstart", cols)
+            served_versions.add(served.version)
+            proba = served.values[:, 0]
             model_track.add((proba > 0.5) == (y == 1))
             recs = [{"language": a, "change_type": b, "repo_tier": c}
                     for a, b, c in zip(cols["language"], cols["change_type"], cols["repo_tier"])]
@@ -164,6 +176,8 @@ def run(n: int = 200_000, seed: int = 0, workdir: str = "ducklearn-quickstart",
             bar.set_postfix(model=f"{model_track.mean():.3f}", legacy=f"{naive_track.mean():.3f}")
     learner.flush()
     live_seconds = time.perf_counter() - t_live
+    serving = server.metrics()["quickstart"]
+    server.close()
     learner.checkpoint_dir = ckpt_dir
     ckpt = learner.checkpoint()
     stats = learner.stats()
@@ -196,6 +210,9 @@ def run(n: int = 200_000, seed: int = 0, workdir: str = "ducklearn-quickstart",
         "examples_per_second": live / live_seconds,
         "learner_updates_per_second": stats["updates_per_second"],
         "checkpoint": ckpt,
+        "served_requests": serving["requests"],
+        "served_versions": len(served_versions),
+        "served_fallbacks": serving["fallbacks"],
     }
     say(f"{'overall (live)':22}{summary['model_accuracy']:9.3f}"
         f"{summary['legacy_accuracy']:9.3f}{summary['bayes_accuracy']:9.3f}")
@@ -207,5 +224,8 @@ def run(n: int = 200_000, seed: int = 0, workdir: str = "ducklearn-quickstart",
     say(f"throughput: {summary['examples_per_second']:,.0f} suggestions/s end to end "
         f"(predict + extract + learn + publish), learner {stats['updates_per_second']:,.0f} "
         f"updates/s; {stats['learned']:,} learned, {stats['rejected']} rejected")
+    say(f"serving: {serving['requests']:,} batches ({serving['rows']:,} predictions) through "
+        f"the PredictionServer across {len(served_versions)} live snapshots, "
+        f"{serving['fallbacks']} answered by the fallback")
     say(f"checkpoint: {ckpt}")
     return summary

@@ -6,8 +6,9 @@ threads. A request's rows (a feature matrix, or records turned into rows in the 
 thread, so bad input fails there and never reaches the queue) wait until the batch is full
 (``max_batch_size`` rows) or the oldest request has waited ``max_wait_us``; the batch is then
 computed with one call into C++ (GIL released) and the results split back. A request whose
-deadline passes while queued fails fast and is never computed; a full queue rejects at once
-(:class:`Overloaded`), so the queue can never grow without bound.
+deadline passes while queued fails fast (the caller gets :class:`DeadlineExceeded` at its
+deadline) and is never computed; a full queue rejects at once (:class:`Overloaded`), so the
+queue can never grow without bound.
 
 An endpoint reads its model from a *source*: a fixed version (hot-swapped atomically after
 warm-up when a registry alias moves) or a live :class:`~ducklearn.learn.OnlineLearner`,
@@ -20,6 +21,19 @@ deadlines) counts against the endpoint's circuit breaker; the breaker opens afte
 ``failure_threshold`` consecutive failures, sends requests to the fallback (responses
 marked ``fallback=True``) and closes again after a successful probe once ``reset_timeout``
 has passed.
+
+Examples
+--------
+>>> import numpy as np
+>>> from ducklearn.linear import LogisticRegression
+>>> from ducklearn.serving import PredictionServer
+>>> X = np.random.default_rng(0).normal(size=(200, 3)).astype(np.float32)
+>>> model = LogisticRegression().fit(X, (X[:, 0] > 0).astype(int))
+>>> with PredictionServer(max_wait_us=100) as server:
+...     server.add_model("churn", model, version="1.0.0")
+...     p = server.predict("churn", X[:2], timeout=1.0)
+>>> p.values.shape, p.version, p.fallback
+((2, 1), '1.0.0', False)
 """
 
 from __future__ import annotations
@@ -31,6 +45,7 @@ import logging
 import math
 import threading
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,51 +54,91 @@ import numpy as np
 
 __all__ = [
     "PredictionServer", "Prediction", "ServingError", "Overloaded", "DeadlineExceeded",
-    "ModelNotFound", "BadInput", "CircuitBreaker",
+    "ModelNotFound", "BadInput", "ShuttingDown", "ModelUnavailable", "CircuitBreaker",
+    "labels_for",
 ]
 
 log = logging.getLogger(__name__)
 
 
 class ServingError(RuntimeError):
-    """Base class of the errors a caller of the server can get."""
+    """Base class of the errors a caller of the server can get (HTTP 500 unless a subclass
+    says otherwise)."""
 
     status = 500
+    kind = "internal"
 
 
 class Overloaded(ServingError):
     """The endpoint's queue is full; retry later (HTTP 429)."""
 
     status = 429
+    kind = "overloaded"
+
+
+class ShuttingDown(ServingError):
+    """The server (or this model's endpoint) is draining or closed (HTTP 503)."""
+
+    status = 503
+    kind = "shutting_down"
+
+
+class ModelUnavailable(ServingError):
+    """The model is failing and no fallback could answer (HTTP 503)."""
+
+    status = 503
+    kind = "unavailable"
 
 
 class DeadlineExceeded(ServingError, TimeoutError):
     """The request's deadline passed before it was computed (HTTP 504)."""
 
     status = 504
+    kind = "deadline"
 
 
 class ModelNotFound(ServingError, KeyError):
     """No such model, version or alias (HTTP 404)."""
 
     status = 404
+    kind = "not_found"
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
 
 
 class BadInput(ServingError, ValueError):
-    """The inputs cannot be predicted (HTTP 400); the message names the problem."""
+    """The inputs cannot be predicted (HTTP 400); the message names the problem and
+    ``field`` (when known) the offending field or position."""
 
     status = 400
+    kind = "bad_input"
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True)
 class Prediction:
-    values: np.ndarray      # (n, k): class probabilities (binary: P(classes[1])) or values
+    """One request's answer.
+
+    ``values`` is (n, k): for a binary classifier P(classes[1]) in one column, class
+    probabilities for more classes, predicted values for a regressor. ``version`` is the
+    model version the request was served by (the version whose batch computed it);
+    ``fallback`` says the fallback predictor computed ``values`` because the model failed
+    or its breaker was open.
+    """
+
+    values: np.ndarray
     model: str
     version: str
     fallback: bool = False
+    classes: tuple | None = None
+
+    def labels(self) -> list[Any]:
+        """Predicted labels (classification) or values (regression), one per row."""
+        return labels_for(self, self.classes)
 
 
 class CircuitBreaker:
@@ -94,9 +149,12 @@ class CircuitBreaker:
         if isinstance(failure_threshold, bool) or not isinstance(failure_threshold, int) or (
             failure_threshold < 1
         ):
-            raise ValueError(f"failure_threshold must be an integer >= 1, got {failure_threshold!r}")
-        if not (isinstance(reset_timeout, (int, float)) and reset_timeout > 0):
-            raise ValueError(f"reset_timeout must be > 0, got {reset_timeout!r}")
+            raise ValueError(
+                f"failure_threshold must be an integer >= 1, got {failure_threshold!r}")
+        if isinstance(reset_timeout, bool) or not (
+            isinstance(reset_timeout, (int, float)) and reset_timeout > 0
+        ) or not math.isfinite(reset_timeout):
+            raise ValueError(f"reset_timeout must be a finite number > 0, got {reset_timeout!r}")
         self.failure_threshold = failure_threshold
         self.reset_timeout = float(reset_timeout)
         self._lock = threading.Lock()
@@ -107,6 +165,7 @@ class CircuitBreaker:
         self.opens = 0
 
     def allow(self) -> bool:
+        """Whether the next batch may use the model (in half-open state: only one probe)."""
         with self._lock:
             if self.state == "closed":
                 return True
@@ -132,38 +191,82 @@ class CircuitBreaker:
 
 
 class _Request:
-    __slots__ = ("rows", "records", "n", "deadline", "key", "enqueued", "done", "result",
-                 "error", "loop", "afut", "cancelled")
+    """One caller's rows on their way through the queue.
 
-    def __init__(self, rows: np.ndarray, records: Any, deadline: float, key: tuple) -> None:
+    The caller waits on ``signal`` (a lock held from creation and released by
+    :meth:`finish`): cheaper than an Event, which builds a Condition per wait. Asyncio
+    callers attach ``loop`` and ``afut`` *before* the request is queued, so the batcher
+    never misses them.
+    """
+
+    __slots__ = ("rows", "records", "n", "deadline", "key", "enqueued", "done", "result",
+                 "error", "loop", "afut", "cancelled", "signal")
+
+    def __init__(self, rows: np.ndarray, records: Any, deadline: float, key: tuple,
+                 loop: asyncio.AbstractEventLoop | None = None,
+                 afut: asyncio.Future | None = None) -> None:
         self.rows, self.records, self.n = rows, records, len(rows)
         self.deadline, self.key = deadline, key
         self.enqueued = time.monotonic()
-        self.done = threading.Event()
+        self.done = False
         self.result: Prediction | None = None
         self.error: BaseException | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.afut: asyncio.Future | None = None
+        self.loop, self.afut = loop, afut
         self.cancelled = False
+        self.signal: threading.Lock | None = None
+        if afut is None:
+            self.signal = threading.Lock()
+            self.signal.acquire()
 
     def __lt__(self, other: _Request) -> bool:
         return self.key < other.key
 
-    def finish(self, result: Prediction | None, error: BaseException | None) -> None:
+    def finish(self, result: Prediction | None, error: BaseException | None) -> bool:
+        """Settle the request once (the batcher's thread only); asyncio futures are resolved
+        by the caller of this method (see :func:`_settle`). False if already settled."""
+        if self.done:
+            return False
         self.result, self.error = result, error
-        self.done.set()
-        if self.afut is not None and self.loop is not None:
-            self.loop.call_soon_threadsafe(_resolve_future, self.afut, result, error)
+        self.done = True
+        if self.signal is not None:
+            self.signal.release()
+        return True
+
+    def wait(self, timeout: float | None) -> bool:
+        assert self.signal is not None
+        if self.done:
+            return True
+        return self.signal.acquire(timeout=-1 if timeout is None else max(timeout, 0.0))
 
 
-def _resolve_future(fut: asyncio.Future, result: Any, error: BaseException | None) -> None:
-    if fut.done():
-        return
-    if error is not None:
-        fut.set_exception(error)
-    else:
-        fut.set_result(result)
+def _resolve_futures(items: list[tuple[asyncio.Future, Any, BaseException | None]]) -> None:
+    for fut, result, error in items:
+        if fut.done():  # the caller stopped waiting (its deadline passed or it was cancelled)
+            continue
+        if error is not None:
+            fut.set_exception(error)
+        else:
+            fut.set_result(result)
 
+
+def _settle(requests: Sequence[_Request]) -> None:
+    """Wake the asyncio callers among finished requests: one call_soon_threadsafe per event
+    loop per batch rather than per request (each call writes to the loop's self-pipe)."""
+    by_loop: dict[Any, list] = {}
+    for req in requests:
+        if req.afut is not None and req.loop is not None:
+            by_loop.setdefault(req.loop, []).append((req.afut, req.result, req.error))
+    for loop, items in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_resolve_futures, items)
+        except RuntimeError:  # that loop was closed: its callers are gone
+            pass
+
+
+# Admission control: a request is queued only if the work ahead of it is expected to take at
+# most this share of its timeout. The estimate is an average and service times vary with
+# load (GIL waits, other processes), so the rest of the budget absorbs the variance.
+_ADMIT_SHARE = 0.75
 
 # Latency histogram buckets (seconds), shared by every endpoint and the HTTP exporter.
 LATENCY_BUCKETS = (5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25,
@@ -172,6 +275,9 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, math.inf)
 
 
 class _Histogram:
+    """Fixed buckets (non-cumulative counts), so memory does not grow with traffic. Not
+    thread-safe on its own: callers hold their endpoint's stats lock."""
+
     __slots__ = ("bounds", "counts", "total", "count")
 
     def __init__(self, bounds: Sequence[float]):
@@ -188,6 +294,9 @@ class _Histogram:
         self.total += v
         self.count += 1
 
+    def snapshot(self) -> tuple[tuple[float, ...], list[int], float, int]:
+        return self.bounds, list(self.counts), self.total, self.count
+
 
 class _Source:
     """Where an endpoint's model comes from: () -> (predictor, version)."""
@@ -200,6 +309,9 @@ class _Source:
 
 
 class _LearnerSource(_Source):
+    """The learner's latest snapshot: publishing one *is* the hot swap (an atomic reference
+    change in the learner), so every batch simply reads the newest."""
+
     def __init__(self, learner: Any) -> None:
         self.learner = learner
 
@@ -210,6 +322,8 @@ class _LearnerSource(_Source):
 
 def _predictor_of(model: Any) -> Any:
     """A thread-safe, immutable ``_core.Predictor`` for an estimator or a snapshot."""
+    if hasattr(model, "predictor") and hasattr(model, "version") and hasattr(model, "examples"):
+        return model.predictor  # an OnlineLearner Snapshot
     if hasattr(model, "predict") and hasattr(model, "n_inputs") and hasattr(model, "task") and (
         not hasattr(model, "fit")
     ):
@@ -218,9 +332,133 @@ def _predictor_of(model: Any) -> Any:
     if learner is None:
         raise TypeError(
             f"cannot serve {type(model).__name__}: pass a fitted ducklearn estimator, an "
-            "OnlineLearner or a snapshot predictor"
+            "OnlineLearner snapshot or a snapshot predictor"
         )
     return learner.snapshot()
+
+
+def _check_timeout(timeout: Any) -> None:
+    if timeout is None:
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or math.isnan(timeout):
+        raise BadInput(f"timeout must be a number of seconds or None, got {timeout!r}",
+                       field="timeout")
+
+
+def _first_bad_number(inputs: Any, path: str = "inputs") -> tuple[str, str] | None:
+    """(position, problem) of the first element of nested lists that is not a finite
+    number (bools count as bad: ``true`` is not a feature value), else None."""
+    if isinstance(inputs, (list, tuple)):
+        for i, v in enumerate(inputs):
+            bad = _first_bad_number(v, f"{path}[{i}]")
+            if bad is not None:
+                return bad
+        return None
+    if isinstance(inputs, bool) or not isinstance(inputs, (int, float, np.number)):
+        return path, f"must be a number, got {type(inputs).__name__}"
+    if not math.isfinite(float(inputs)):
+        return path, f"must be finite, got {inputs}"
+    return None
+
+
+class _AsyncLane:
+    """The asyncio callers of one endpoint on one event loop, batched *on that loop*.
+
+    For a model whose full batch costs microseconds, handing it to a batcher thread costs
+    more than computing it: each batch would take two cross-thread wake-ups and fight the
+    event loop for the GIL, which is what makes tail latency under load. So an endpoint
+    whose warm-up batch took at most ``inline_us`` batches its asyncio requests here.
+
+    The batch is what arrived during one turn of the loop: the first request schedules a
+    flush with ``call_soon``, which runs after every callback already ready (the other
+    callers woken by the previous batch, the requests read from the sockets in this turn).
+    Under load turns get longer and batches bigger, with no timer: event-loop timers have
+    millisecond resolution, far coarser than ``max_wait_us``, which governs the thread
+    lane. The flush computes on the loop thread and resolves the futures directly.
+    Deadlines, capacity, priorities (within the lane), the breaker and the fallback are
+    the endpoint's own.
+    """
+
+    __slots__ = ("ep", "loop", "pending", "rows", "handle", "__weakref__")
+
+    def __init__(self, ep: _Endpoint, loop: asyncio.AbstractEventLoop) -> None:
+        self.ep, self.loop = ep, loop
+        self.pending: list[_Request] = []
+        self.rows = 0
+        self.handle: Any = None
+
+    def add(self, req: _Request) -> None:
+        """Called with the endpoint's cond held, on the loop's thread."""
+        self.pending.append(req)
+        self.rows += req.n
+        if self.handle is None:
+            self.handle = self.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        ep = self.ep
+        max_rows = ep.server.max_batch_size
+        with ep.cond:
+            self.handle = None
+            if not self.pending:
+                return
+            self.pending.sort(key=_request_key)
+            batch, rows = [], 0
+            for req in self.pending:
+                if rows and rows + req.n > max_rows:
+                    break
+                batch.append(req)
+                rows += req.n
+            del self.pending[:len(batch)]
+            self.rows -= rows
+            ep.lane_rows -= rows
+            ep.in_flight += rows
+            if self.pending:  # the rest has waited already: next turn of the loop
+                self.handle = self.loop.call_soon(self.flush)
+        t0 = time.perf_counter()
+        try:
+            ep._serve(batch)
+            spent = time.perf_counter() - t0
+            if spent * 1e6 > 10 * ep.server.inline_us and ep.inline:
+                # Far slower than at warm-up: stop computing on the event loop, which must
+                # not stall; later batches go to the batcher threads.
+                ep.inline = False
+                log.warning("model %r took %.1f ms for a batch on the event loop; batching it "
+                            "on threads from now on", ep.name, spent * 1e3)
+        except BaseException as exc:  # never let one batch break the loop
+            log.exception("serving a batch of model %r failed", ep.name)
+            ep._count_error("internal")
+            for req in batch:
+                req.finish(None, ServingError(f"internal error: {exc}"))
+        finally:
+            _resolve_futures([(r.afut, r.result, r.error) for r in batch
+                              if r.afut is not None])
+            with ep.cond:
+                ep.in_flight -= rows
+                if ep.stop:
+                    ep.cond.notify_all()
+
+    def abort(self) -> None:
+        """Fail what is still waiting (the endpoint closed without a full drain)."""
+        def _abort() -> None:
+            with self.ep.cond:
+                left, self.pending = self.pending, []
+                self.ep.lane_rows -= self.rows
+                self.rows = 0
+                if self.handle is not None:
+                    self.handle.cancel()
+                    self.handle = None
+            for req in left:
+                req.finish(None, ShuttingDown(
+                    f"model {self.ep.name!r} shut down before serving this"))
+            _resolve_futures([(r.afut, r.result, r.error) for r in left if r.afut is not None])
+        try:
+            self.loop.call_soon_threadsafe(_abort)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass
+
+
+def _request_key(req: _Request) -> tuple:
+    return req.key
 
 
 class _Endpoint:
@@ -231,6 +469,7 @@ class _Endpoint:
         self.name = name
         self.source = source
         self.classes = None if classes is None else np.asarray(classes)
+        self.classes_tuple = None if classes is None else tuple(np.asarray(classes).tolist())
         self.feature_names = list(feature_names) if feature_names is not None else None
         self.feature_pos = ({n: i for i, n in enumerate(self.feature_names)}
                             if self.feature_names is not None else None)
@@ -238,21 +477,31 @@ class _Endpoint:
         self.fallback = fallback
         self.breaker = CircuitBreaker(server.failure_threshold, server.reset_timeout)
         self.cond = threading.Condition()
+        self.stats_lock = threading.Lock()
         self.heap: list[_Request] = []
-        self.queued = 0
+        self.queued = 0      # rows in the thread lane's heap
+        self.lane_rows = 0   # rows waiting in asyncio lanes
+        self.in_flight = 0   # rows taken into a batch and not yet answered
+        self.lanes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self.inline = False  # asyncio batches computed on the event loop (see _measure)
         self.seq = itertools.count()
         self.stop = False
         self.ready = False
         self.requests = 0
+        self.rows_served = 0
         self.errors: dict[str, int] = {}
         self.fallbacks = 0
+        self.swaps = 0
         self.latency = _Histogram(LATENCY_BUCKETS)
         self.batch_sizes = _Histogram(BATCH_BUCKETS)
         self.threads = [threading.Thread(target=self._loop, name=f"ducklearn-serve-{name}-{i}",
                                          daemon=True) for i in range(server.workers)]
-        predictor, version = source.get()
+        predictor, _ = source.get()
         self.n_inputs = int(predictor.n_inputs)
-        self.warm_up(predictor)
+        self.n_outputs = int(predictor.n_outputs)
+        self.task = str(predictor.task)
+        self.batch_seconds = 0.0  # EWMA of a batch's compute time, for admission control
+        self.inline = self.warm_up(predictor)
         self.ready = True
         for t in self.threads:
             t.start()
@@ -262,67 +511,162 @@ class _Endpoint:
     def rows_for(self, inputs: Any) -> tuple[np.ndarray, Any]:
         """(feature rows, the records they came from or None); raises BadInput."""
         if isinstance(inputs, np.ndarray) or (
-            isinstance(inputs, (list, tuple)) and inputs and not isinstance(inputs[0], Mapping)
+            isinstance(inputs, (list, tuple)) and len(inputs) > 0
+            and not isinstance(inputs[0], Mapping)
         ):
-            arr = np.asarray(inputs, dtype=np.float32) if not isinstance(inputs, np.ndarray) \
-                else inputs
-            if arr.dtype.kind not in "fiub":
-                raise BadInput(f"inputs must be numbers, got dtype {arr.dtype}")
-            if arr.ndim == 1:
-                arr = arr[None, :]
-            if arr.ndim != 2 or arr.shape[1] != self.n_inputs:
-                raise BadInput(f"inputs must have shape (n, {self.n_inputs}), got {arr.shape}")
-            arr = np.ascontiguousarray(arr, dtype=np.float32)
-            if not np.isfinite(arr).all():
-                raise BadInput("inputs contain NaN or infinity")
-            return arr, None
-        records = [inputs] if isinstance(inputs, Mapping) else list(inputs)
-        if not records:
-            raise BadInput("no inputs")
-        if self.extractor is not None:
-            X, dead = self.extractor.transform(records, sparse=False)
+            return self._array_rows(inputs), None
+        if isinstance(inputs, (list, tuple)) and len(inputs) == 0:
+            raise BadInput("no inputs: send at least one row or record", field="inputs")
+        if isinstance(inputs, Mapping) and _is_columns(inputs):
+            if self.extractor is None:
+                raise BadInput(f"model {self.name!r} takes columns only through a feature "
+                               "schema; send rows or records", field="inputs")
+            try:
+                X, dead = self.extractor.transform(inputs, sparse=False)
+            except (TypeError, ValueError) as exc:
+                raise BadInput(f"columns cannot be turned into features: {exc}") from None
             if dead:
-                raise BadInput(dead[0].message)
+                d = dead[0]
+                raise BadInput(f"row {d.index}: {d.message}", field=f"inputs[{d.index}]")
+            return np.ascontiguousarray(X, dtype=np.float32), inputs
+        if isinstance(inputs, Mapping):
+            records = [inputs]
+        elif isinstance(inputs, (list, tuple)):
+            records = list(inputs)
+        else:
+            raise BadInput("inputs must be rows of numbers, a record (an object of feature "
+                           f"values) or a list of records, got {type(inputs).__name__}",
+                           field="inputs")
+        if self.extractor is not None:
+            for i, r in enumerate(records):
+                if not isinstance(r, Mapping):
+                    raise BadInput(f"record {i} must be an object of feature values, got "
+                                   f"{type(r).__name__}", field=f"inputs[{i}]")
+            try:
+                X, dead = self.extractor.transform(records, sparse=False)
+            except (TypeError, ValueError) as exc:
+                raise BadInput(f"records cannot be turned into features: {exc}") from None
+            if dead:
+                d = dead[0]
+                field = getattr(d, "field", None)
+                raise BadInput(f"record {d.index}: {d.message}",
+                               field=f"inputs[{d.index}].{field}" if field else
+                               f"inputs[{d.index}]")
             return np.ascontiguousarray(X, dtype=np.float32), records
         if self.feature_pos is None:
-            raise BadInput(f"model {self.name!r} takes arrays of {self.n_inputs} features, "
-                           "not records (it has no feature schema)")
+            raise BadInput(f"model {self.name!r} takes rows of {self.n_inputs} numbers, not "
+                           "records (it has no feature names or schema)", field="inputs")
+        # Features a record leaves out are 0, as for the estimators' learn_one/predict_one.
         X = np.zeros((len(records), self.n_inputs), dtype=np.float32)
         for i, r in enumerate(records):
             if not isinstance(r, Mapping):
-                raise BadInput(f"record {i} must be an object of feature values")
+                raise BadInput(f"record {i} must be an object of feature values, got "
+                               f"{type(r).__name__}", field=f"inputs[{i}]")
             for k, v in r.items():
                 j = self.feature_pos.get(k)
                 if j is None:
-                    raise BadInput(f"record {i}: unknown feature {k!r}")
-                if isinstance(v, bool) or not isinstance(v, (int, float)):
+                    known = ", ".join(self.feature_names[:8])
+                    raise BadInput(f"record {i}: unknown feature {k!r} (known: {known}"
+                                   f"{', ...' if len(self.feature_names) > 8 else ''})",
+                                   field=f"inputs[{i}].{k}")
+                if isinstance(v, bool) or not isinstance(v, (int, float, np.number)):
                     raise BadInput(f"record {i}: feature {k!r} must be a number, got "
-                                   f"{type(v).__name__}")
+                                   f"{type(v).__name__}", field=f"inputs[{i}].{k}")
                 if not math.isfinite(v):
-                    raise BadInput(f"record {i}: feature {k!r} is {v}")
+                    raise BadInput(f"record {i}: feature {k!r} must be finite, got {v}",
+                                   field=f"inputs[{i}].{k}")
                 X[i, j] = v
         return X, records
 
+    def _array_rows(self, inputs: Any) -> np.ndarray:
+        if isinstance(inputs, np.ndarray):
+            arr = inputs
+            if arr.dtype.kind not in "fiu":
+                raise BadInput(f"inputs must be numbers, got dtype {arr.dtype}", field="inputs")
+        else:
+            try:
+                arr = np.asarray(inputs, dtype=np.float32)
+            except (TypeError, ValueError):
+                bad = _first_bad_number(inputs)
+                if bad is not None:
+                    raise BadInput(f"{bad[0]} {bad[1]}", field=bad[0]) from None
+                raise BadInput("inputs must be rows of equal length", field="inputs") from None
+        one_row = arr.ndim == 1
+        if one_row:
+            arr = arr[None, :]
+        if arr.ndim != 2 or arr.shape[1] != self.n_inputs or arr.shape[0] == 0:
+            raise BadInput(f"inputs must be rows of {self.n_inputs} numbers (shape (n, "
+                           f"{self.n_inputs})), got shape {arr.shape}", field="inputs")
+        arr = np.ascontiguousarray(arr, dtype=np.float32)
+        if not np.isfinite(arr).all():
+            if not isinstance(inputs, np.ndarray):  # None became NaN: say what was sent
+                bad = _first_bad_number(inputs)
+                if bad is not None:
+                    raise BadInput(f"{bad[0]} {bad[1]}", field=bad[0])
+            i, j = np.argwhere(~np.isfinite(arr))[0]
+            where = f"inputs[{j}]" if one_row else f"inputs[{i}][{j}]"
+            raise BadInput(f"{where} must be finite, got {arr[i, j]}", field=where)
+        return arr
+
     # -- queueing ------------------------------------------------------------------------
 
-    def submit(self, rows: np.ndarray, records: Any, timeout: float | None,
-               priority: int) -> _Request:
+    def submit(self, rows: np.ndarray, records: Any, timeout: float | None, priority: int,
+               loop: asyncio.AbstractEventLoop | None = None,
+               afut: asyncio.Future | None = None) -> _Request:
         timeout = self.server.default_timeout if timeout is None else timeout
+        n = len(rows)
+        if n > self.server.queue_capacity:
+            raise BadInput(f"{n} rows in one request exceed the queue capacity of model "
+                           f"{self.name!r} ({self.server.queue_capacity} rows); split it",
+                           field="inputs")
+        if timeout is not None and timeout <= 0:
+            self._count_error("deadline")
+            raise DeadlineExceeded(f"timeout {timeout}s leaves no time to compute; not queued")
         deadline = time.monotonic() + timeout if timeout is not None else math.inf
-        req = _Request(rows, records, deadline, (-int(priority), next(self.seq)))
+        req = _Request(rows, records, deadline, (-int(priority), next(self.seq)), loop, afut)
         with self.cond:
             if self.stop:
-                raise ServingError(f"model {self.name!r} is shutting down")
-            if self.queued + req.n > self.server.queue_capacity:
-                self._count_error("overloaded")
-                raise Overloaded(
-                    f"model {self.name!r} is overloaded ({self.queued} rows queued, capacity "
-                    f"{self.server.queue_capacity}); retry later"
-                )
-            heapq.heappush(self.heap, req)
-            self.queued += req.n
-            self.requests += 1
-            self.cond.notify()
+                raise ShuttingDown(f"model {self.name!r} is shutting down; retry elsewhere")
+            ahead = self.queued + self.lane_rows
+            wait = 0.0
+            if ahead + n > self.server.queue_capacity:
+                overloaded = True
+            elif timeout is not None and (ahead or self.in_flight) and (wait := (
+                -(-(ahead + n) // self.server.max_batch_size) + (1 if self.in_flight else 0)
+            ) * self.batch_seconds) > _ADMIT_SHARE * timeout:
+                # The batch being computed, those queued and this request's own would use
+                # up (most of) its time: it would likely only time out there, so refuse it
+                # now, while the caller can still go elsewhere, instead of queueing it to
+                # fail at its deadline.
+                overloaded = True
+            elif loop is not None and self.inline:
+                overloaded = False
+                self.lane_rows += n
+                lane = self.lanes.get(loop)
+                if lane is None:
+                    lane = self.lanes[loop] = _AsyncLane(self, loop)
+                lane.add(req)
+            else:
+                overloaded = False
+                heapq.heappush(self.heap, req)
+                self.queued += n
+                # Wake a batcher only when it has something to do: the first request (it
+                # sleeps on an empty queue) or a full batch (it stops waiting for more).
+                # Waking it on every request costs a thread switch each, for nothing.
+                if len(self.heap) == 1 or self.queued >= self.server.max_batch_size:
+                    self.cond.notify()
+        with self.stats_lock:
+            if overloaded:
+                self.errors["overloaded"] = self.errors.get("overloaded", 0) + 1
+            else:
+                self.requests += 1
+        if overloaded:
+            if wait:
+                raise Overloaded(f"model {self.name!r} is overloaded: about {wait * 1e3:.1f} ms "
+                                 f"of work is ahead of this request, more than its timeout of "
+                                 f"{timeout * 1e3:.1f} ms; retry later")
+            raise Overloaded(f"model {self.name!r} is overloaded ({ahead} rows queued, "
+                             f"capacity {self.server.queue_capacity}); retry later")
         return req
 
     def _take(self) -> list[_Request]:
@@ -347,32 +691,49 @@ class _Endpoint:
                 batch.append(req)
                 rows += req.n
             self.queued -= rows
-            self.cond.notify_all()
+            self.in_flight += rows
             return batch
 
     def _count_error(self, kind: str) -> None:
-        self.errors[kind] = self.errors.get(kind, 0) + 1
+        with self.stats_lock:
+            self.errors[kind] = self.errors.get(kind, 0) + 1
 
     def _loop(self) -> None:
+        last_end, went_straight_on = 0.0, False
         while True:
             batch = self._take()
             if not batch:
                 return
+            started = time.monotonic()
+            backlog = bool(self.heap)  # more waited behind this batch
             try:
                 self._serve(batch)
             except BaseException as exc:  # never let one batch kill the batcher
                 log.exception("serving a batch of model %r failed", self.name)
+                self._count_error("internal")
                 for req in batch:
-                    if not req.done.is_set():
-                        req.finish(None, ServingError(f"internal error: {exc}"))
+                    req.finish(None, ServingError(f"internal error: {exc}"))
+            finally:
+                _settle(batch)
+                with self.cond:
+                    self.in_flight -= sum(r.n for r in batch)
+                    if self.stop or not self.heap:
+                        self.cond.notify_all()  # close(drain=True) waits for this
+                # The service time admission control multiplies the queue by: when this batch
+                # followed the last one straight from the queue, the time between their ends
+                # (compute, hand-offs and the GIL waits that load brings); else its own time.
+                end = time.monotonic()
+                sample = end - last_end if went_straight_on else end - started
+                self.batch_seconds += 0.2 * (sample - self.batch_seconds)
+                last_end, went_straight_on = end, backlog
 
     def _serve(self, batch: list[_Request]) -> None:
         now = time.monotonic()
         live = []
         for req in batch:
-            if req.cancelled:
-                continue
-            if req.deadline <= now:
+            if req.deadline <= now or req.cancelled:
+                # Counted here, once per request that misses its deadline (the caller has
+                # already been told, or is told now); never computed.
                 self._count_error("deadline")
                 req.finish(None, DeadlineExceeded(
                     f"deadline passed after {now - req.enqueued:.4f}s in the queue; not computed"))
@@ -381,42 +742,68 @@ class _Endpoint:
         if not live:
             return
         X = live[0].rows if len(live) == 1 else np.concatenate([r.rows for r in live])
-        self.batch_sizes.observe(len(X))
         predictor, version = self.source.get()  # the version this batch computes with
         values, used_fallback = None, False
         if self.breaker.allow():
             try:
                 values = predictor.predict(X)
+                if values.shape != (len(X), self.n_outputs):
+                    raise ValueError(f"version {version} returned shape {values.shape}")
+                if not np.isfinite(values).all():
+                    # A diverged model: serving NaN would be a silent wrong answer.
+                    raise FloatingPointError(f"version {version} returned non-finite values")
             except Exception as exc:
+                values = None
                 self._count_error(f"model:{type(exc).__name__}")
                 log.warning("model %r version %s failed on a batch: %s", self.name, version, exc)
                 self.breaker.failure()
             else:
-                late = time.monotonic() > min(r.deadline for r in live)
-                if late:
-                    self.breaker.failure()  # too slow for its callers: counts as a failure
+                spent = time.monotonic() - now
+                if self.inline:  # thread batches are timed in _loop, between batch ends
+                    self.batch_seconds += 0.2 * (spent - self.batch_seconds)  # EWMA
+                # Slower than the whole time budget of a request in it: the model alone
+                # cannot meet its callers' deadlines, which counts against it like an error.
+                # (Time spent queueing does not: that is load, answered by backpressure.)
+                if spent > min(r.deadline - r.enqueued for r in live):
+                    self._count_error("model:too_slow")
+                    self.breaker.failure()
                 else:
                     self.breaker.success()
         if values is None:
             values = self._fallback(live, X)
             used_fallback = True
             if values is None:
+                why = "its fallback failed" if self.fallback is not None else "has no fallback"
                 for req in live:
-                    req.finish(None, ServingError(
-                        f"model {self.name!r} is failing and has no fallback"))
+                    req.finish(None, ModelUnavailable(
+                        f"model {self.name!r} is failing (breaker {self.breaker.state}) and "
+                        f"{why}; retry later"))
+                with self.stats_lock:
+                    self.errors["unavailable"] = self.errors.get("unavailable", 0) + len(live)
                 return
-            self.fallbacks += len(live)
         done = time.monotonic()
         start = 0
+        late = 0
+        answered: list[_Request] = []
         for req in live:
             out = values[start:start + req.n]
             start += req.n
             if done > req.deadline:
-                self._count_error("deadline")
+                late += 1
                 req.finish(None, DeadlineExceeded("deadline passed while computing"))
                 continue
-            self.latency.observe(done - req.enqueued)
-            req.finish(Prediction(out, self.name, version, used_fallback), None)
+            req.finish(Prediction(out, self.name, version, used_fallback, self.classes_tuple),
+                       None)
+            answered.append(req)
+        with self.stats_lock:
+            self.batch_sizes.observe(len(X))
+            if late:
+                self.errors["deadline"] = self.errors.get("deadline", 0) + late
+            if used_fallback:
+                self.fallbacks += len(answered)
+            for req in answered:
+                self.latency.observe(done - req.enqueued)
+                self.rows_served += req.n
 
     def _fallback(self, live: list[_Request], X: np.ndarray) -> np.ndarray | None:
         fb = self.fallback
@@ -428,45 +815,91 @@ class _Endpoint:
                 for req in live:
                     if req.records is None:
                         return None  # a record-based fallback needs records
-                    recs.extend(req.records)
+                    recs.extend(_as_records(req.records))
                 p = np.asarray(fb.predict_proba_many(recs), dtype=np.float32)
             elif hasattr(fb, "predict") and hasattr(fb, "n_inputs"):
-                p = fb.predict(X)
+                p = np.asarray(fb.predict(X), dtype=np.float32)
             else:
                 p = np.asarray(fb(X), dtype=np.float32)
-            return p.reshape(len(X), -1)
-        except Exception:  # the fallback failing is logged; callers get an error
+            if p.ndim == 2 and p.shape[1] == 2 and self.n_outputs == 1:
+                p = p[:, 1:]  # (P(0), P(1)) from a binary fallback: keep P(1) like the model
+            p = p.reshape(len(X), -1)
+            if p.shape[1] != self.n_outputs:
+                raise ValueError(f"fallback returned {p.shape[1]} columns, the model has "
+                                 f"{self.n_outputs}")
+            return p
+        except Exception:  # the fallback failing is logged; callers get ModelUnavailable
             log.exception("fallback of model %r failed", self.name)
+            self._count_error("fallback_failed")
             return None
 
     # -- versions ------------------------------------------------------------------------
 
-    def warm_up(self, predictor: Any) -> None:
-        """Run the model on zero batches of the sizes it will see before it takes traffic."""
-        for n in sorted({1, self.server.max_batch_size}):
-            predictor.predict(np.zeros((n, int(predictor.n_inputs)), dtype=np.float32))
+    def warm_up(self, predictor: Any) -> bool:
+        """Run the model on zero batches of the sizes it will see before it takes traffic
+        (first-touch of its pages and the thread's workspace), and refuse a version whose
+        outputs are not finite. Returns whether a full batch is cheap enough (at most
+        ``inline_us``) to compute on an asyncio caller's event loop."""
+        X = np.zeros((self.server.max_batch_size, int(predictor.n_inputs)), dtype=np.float32)
+        for n in sorted({1, len(X)}):
+            out = predictor.predict(X[:n])
+            if not np.isfinite(out).all():
+                raise ValueError(f"model {self.name!r}: the version being loaded returns "
+                                 "non-finite outputs on zero inputs; not serving it")
+        best = math.inf
+        for _ in range(3):
+            t = time.perf_counter()
+            predictor.predict(X)
+            best = min(best, time.perf_counter() - t)
+        if not self.batch_seconds:
+            self.batch_seconds = best
+        return best * 1e6 <= self.server.inline_us
 
     def swap(self, predictor: Any, version: str) -> None:
-        if int(predictor.n_inputs) != self.n_inputs:
-            raise ValueError(f"version {version} takes {predictor.n_inputs} inputs, the served "
-                             f"one {self.n_inputs}: that is a new contract, serve it by name")
-        self.warm_up(predictor)
+        if int(predictor.n_inputs) != self.n_inputs or int(predictor.n_outputs) != self.n_outputs:
+            raise ValueError(f"version {version} takes {predictor.n_inputs} inputs and gives "
+                             f"{predictor.n_outputs} outputs, the served one {self.n_inputs} "
+                             f"and {self.n_outputs}: that is a new contract, serve it by name")
+        inline = self.warm_up(predictor)
         self.source.current = (predictor, version)  # one reference assignment: atomic
+        self.inline = inline
+        with self.stats_lock:
+            self.swaps += 1
 
     def close(self, drain: bool, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        if drain:
-            with self.cond:
-                while self.heap and time.monotonic() < deadline:
-                    self.cond.wait(0.01)
         with self.cond:
-            self.stop = True
+            self.stop = True  # no new requests from here on
+            if drain:
+                while (self.heap or self.in_flight or self.lane_rows) and \
+                        time.monotonic() < deadline:
+                    self.cond.wait(min(0.01, max(0.0, deadline - time.monotonic())))
             leftover, self.heap = self.heap, []
+            self.queued = 0
+            lanes = list(self.lanes.values())
             self.cond.notify_all()
+        for lane in lanes:
+            lane.abort()
         for req in leftover:
-            req.finish(None, ServingError(f"model {self.name!r} shut down before serving this"))
+            req.finish(None, ShuttingDown(f"model {self.name!r} shut down before serving this"))
+        _settle(leftover)
         for t in self.threads:
             t.join(max(0.0, deadline - time.monotonic()))
+
+    def stats(self) -> dict[str, Any]:
+        with self.stats_lock:
+            return {
+                "requests": self.requests, "rows": self.rows_served, "errors": dict(self.errors),
+                "fallbacks": self.fallbacks, "swaps": self.swaps,
+                "latency": self.latency.snapshot(), "batch_size": self.batch_sizes.snapshot(),
+            }
+
+
+def _check_ref(ref: Any) -> str:
+    if not isinstance(ref, str) or not ref:
+        raise ModelNotFound(f"model must be a non-empty name, 'name@alias' or 'name:version', "
+                            f"got {ref!r}")
+    return ref
 
 
 class PredictionServer:
@@ -476,7 +909,8 @@ class PredictionServer:
     ----------
     registry : ducklearn.registry.Registry, optional
         Lets :meth:`predict` address ``name``, ``name@alias`` or ``name:version`` directly
-        (loaded and warmed up on first use); alias endpoints follow alias moves.
+        (loaded and warmed up on first use); ``name@alias`` follows alias moves and a bare
+        ``name`` follows its latest version (hot swap, checked every ``watch_interval``).
     max_batch_size : int
         Rows per batch.
     max_wait_us : float
@@ -491,22 +925,45 @@ class PredictionServer:
         Circuit-breaker settings (see :class:`CircuitBreaker`).
     watch_interval : float
         Seconds between checks of the registry for alias moves.
+    inline_us : float
+        A model whose full batch computes within this many microseconds (measured at
+        warm-up) batches asyncio callers on their own event loop instead of a batcher
+        thread: no cross-thread hand-offs, the lowest tail latency for small models. 0
+        sends every request through the batcher threads.
     """
 
     def __init__(self, registry: Any = None, *, max_batch_size: int = 64,
                  max_wait_us: float = 200.0, queue_capacity: int = 10_000, workers: int = 1,
                  default_timeout: float | None = 1.0, failure_threshold: int = 5,
-                 reset_timeout: float = 5.0, watch_interval: float = 1.0):
+                 reset_timeout: float = 5.0, watch_interval: float = 1.0,
+                 inline_us: float = 1000.0):
         for name, value in (("max_batch_size", max_batch_size), ("queue_capacity", queue_capacity),
                             ("workers", workers)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if not (isinstance(max_wait_us, (int, float)) and max_wait_us >= 0):
-            raise ValueError(f"max_wait_us must be >= 0, got {max_wait_us!r}")
-        if default_timeout is not None and not (
-            isinstance(default_timeout, (int, float)) and default_timeout > 0
+        if isinstance(max_wait_us, bool) or not (
+            isinstance(max_wait_us, (int, float)) and 0 <= max_wait_us <= 1e7
         ):
+            raise ValueError(f"max_wait_us must be in [0, 1e7] microseconds, got {max_wait_us!r}")
+        if default_timeout is not None and (isinstance(default_timeout, bool) or not (
+            isinstance(default_timeout, (int, float)) and default_timeout > 0
+        )):
             raise ValueError(f"default_timeout must be > 0 or None, got {default_timeout!r}")
+        if isinstance(watch_interval, bool) or not (
+            isinstance(watch_interval, (int, float)) and watch_interval > 0
+        ):
+            raise ValueError(f"watch_interval must be > 0 seconds, got {watch_interval!r}")
+        if registry is not None and not all(
+            callable(getattr(registry, m, None)) for m in ("resolve", "load", "get")
+        ):
+            raise TypeError("registry must be a ducklearn.registry.Registry (resolve, load, "
+                            f"get), got {type(registry).__name__}")
+        if isinstance(inline_us, bool) or not (
+            isinstance(inline_us, (int, float)) and inline_us >= 0
+        ):
+            raise ValueError(f"inline_us must be a number >= 0, got {inline_us!r}")
+        CircuitBreaker(failure_threshold, reset_timeout)  # validate now, not per endpoint
+        self.inline_us = float(inline_us)
         self.registry = registry
         self.max_batch_size = max_batch_size
         self.max_wait = float(max_wait_us) * 1e-6
@@ -516,29 +973,36 @@ class PredictionServer:
         self.failure_threshold = failure_threshold
         self.reset_timeout = reset_timeout
         self.watch_interval = float(watch_interval)
-        CircuitBreaker(failure_threshold, reset_timeout)  # validate now
         self._endpoints: dict[str, _Endpoint] = {}
         self._lock = threading.Lock()
+        self._loading: dict[str, threading.Lock] = {}
         self._watched: dict[str, tuple[str, str]] = {}  # endpoint -> (name, alias)
         self._closed = False
         self._watcher: threading.Thread | None = None
         self._stop_watch = threading.Event()
+        self._registry_errors = 0
 
     # -- adding models -------------------------------------------------------------------
 
     def add_model(self, name: str, model: Any, *, version: str = "1", fallback: Any = None,
                   feature_names: Sequence[str] | None = None, extractor: Any = None) -> None:
-        """Serve a fitted estimator (or a snapshot predictor) under ``name``; replaces an
-        existing endpoint's model by hot swap."""
+        """Serve a fitted estimator (or a snapshot predictor) under ``name``; an existing
+        endpoint of a fixed model is hot-swapped (warmed up first; in-flight batches finish
+        on the old version)."""
         predictor = _predictor_of(model)
         classes = getattr(model, "classes_", None)
         if feature_names is None and hasattr(model, "_feature_index"):
             feature_names = list(model._feature_index)
+        _check_extractor(extractor, int(predictor.n_inputs))
         self._add(name, _Source(predictor, str(version)), classes, feature_names, extractor,
                   fallback)
 
     def add_learner(self, name: str, learner: Any, *, fallback: Any = None) -> None:
-        """Serve an OnlineLearner's latest snapshot: each batch uses the newest one."""
+        """Serve an OnlineLearner's latest snapshot: each batch uses the newest one (labelled
+        ``live-<snapshot version>``)."""
+        if not hasattr(learner, "snapshot") or not hasattr(learner, "_model"):
+            raise TypeError(f"learner must be a ducklearn.learn.OnlineLearner, got "
+                            f"{type(learner).__name__}")
         model = learner._model
         self._add(name, _LearnerSource(learner), getattr(model, "classes_", None),
                   learner._feature_names, learner._extractor, fallback)
@@ -546,10 +1010,17 @@ class PredictionServer:
     def _add(self, name: str, source: _Source, classes: Any, feature_names: Any,
              extractor: Any, fallback: Any) -> None:
         if not isinstance(name, str) or not name:
-            raise ValueError("name must be a non-empty string")
+            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        if fallback is not None and not (
+            callable(fallback) or hasattr(fallback, "predict_proba_many")
+            or (hasattr(fallback, "predict") and hasattr(fallback, "n_inputs"))
+        ):
+            raise TypeError("fallback must have predict_proba_many(records) (e.g. "
+                            "ducklearn.legacy.NaiveLearner), be a snapshot predictor, or be a "
+                            f"callable X -> values; got {type(fallback).__name__}")
         with self._lock:
             if self._closed:
-                raise ServingError("the server is closed")
+                raise ShuttingDown("the server is closed")
             existing = self._endpoints.get(name)
             if existing is not None and type(source) is _Source and \
                     type(existing.source) is _Source:
@@ -557,55 +1028,91 @@ class PredictionServer:
                 if fallback is not None:
                     existing.fallback = fallback
                 return
-            if existing is not None:
-                existing.close(drain=True, timeout=5.0)
+            # Build (and warm up) the new endpoint before it takes traffic; the old one is
+            # drained after the switch, so no request sees a missing or closed model.
             self._endpoints[name] = _Endpoint(self, name, source, classes=classes,
                                               feature_names=feature_names, extractor=extractor,
                                               fallback=fallback)
+        if existing is not None:
+            existing.close(drain=True, timeout=5.0)
+
+    def remove(self, name: str, *, drain: bool = True, timeout: float = 5.0) -> None:
+        """Stop serving ``name`` (its queued requests are answered first with ``drain``)."""
+        with self._lock:
+            ep = self._endpoints.pop(name, None)
+            self._watched.pop(name, None)
+        if ep is None:
+            raise ModelNotFound(f"model {name!r} is not served; served: {sorted(self._endpoints)}")
+        ep.close(drain, timeout)
 
     def _endpoint(self, model: str) -> _Endpoint:
         ep = self._endpoints.get(model)
         if ep is not None:
             return ep
+        _check_ref(model)
+        if self._closed:
+            raise ShuttingDown("the server is closed")
         if self.registry is None:
             raise ModelNotFound(f"unknown model {model!r}; served: {sorted(self._endpoints)}")
         return self._load_from_registry(model)
 
-    def _load_from_registry(self, ref: str) -> _Endpoint:
+    @staticmethod
+    def parse_ref(ref: str) -> tuple[str, str | None, str | None]:
+        """``name`` / ``name@alias`` / ``name:version`` -> (name, alias, version)."""
         if "@" in ref:
             name, alias = ref.split("@", 1)
-            try:
-                version = self.registry.resolve(name, alias)
-            except Exception as exc:
-                raise ModelNotFound(f"no alias {alias!r} for model {name!r}: {exc}") from None
-        else:
-            name, _, version = ref.partition(":")
-            alias = None
-            version = version or "latest"
-        try:
-            model = self.registry.load(name, version)
-            resolved = self.registry.get(name, version).version
-        except Exception as exc:
-            raise ModelNotFound(f"cannot load {ref!r} from the registry: {exc}") from None
+            if not name or not alias:
+                raise ModelNotFound(f"bad model reference {ref!r}: expected name@alias")
+            return name, alias, None
+        name, sep, version = ref.partition(":")
+        if not name or (sep and not version):
+            raise ModelNotFound(f"bad model reference {ref!r}: expected name:version")
+        return name, None, version or None
+
+    def _load_from_registry(self, ref: str) -> _Endpoint:
+        # One loader per ref: concurrent first requests wait for it instead of each loading.
         with self._lock:
-            if ref not in self._endpoints:
-                self._add_unlocked(ref, model, resolved)
-                if alias is not None:
-                    self._watched[ref] = (name, alias)
+            lock = self._loading.setdefault(ref, threading.Lock())
+        with lock:
+            ep = self._endpoints.get(ref)
+            if ep is not None:
+                return ep
+            name, alias, version = self.parse_ref(ref)
+            try:
+                resolved = self.registry.get(name, alias or version or "latest")
+                model = self.registry.load(name, resolved.version)
+            except (LookupError, ValueError, TypeError) as exc:  # NotFoundError: a LookupError
+                raise ModelNotFound(f"cannot load {ref!r} from the registry: "
+                                    f"{_message(exc)}") from None
+            except Exception as exc:  # the registry is there but failing: retry later
+                log.exception("loading %s from the registry failed", ref)
+                raise ModelUnavailable(f"cannot load {ref!r} from the registry now: "
+                                       f"{type(exc).__name__}: {_message(exc)}") from None
+            extractor = _extractor_from_manifest(resolved.manifest)
+            predictor = _predictor_of(model)
+            feature_names = (list(model._feature_index)
+                             if getattr(model, "_feature_index", None) else None)
+            # Build outside the server lock: warm-up must not stall other models' lookups.
+            ep = _Endpoint(self, ref, _Source(predictor, str(resolved.version)),
+                           classes=getattr(model, "classes_", None), feature_names=feature_names,
+                           extractor=extractor, fallback=None)
+            with self._lock:
+                if self._closed:
+                    ep.close(drain=False, timeout=1.0)
+                    raise ShuttingDown("the server is closed")
+                self._endpoints[ref] = ep
+                if version is None:  # name@alias, or a bare name (its latest version)
+                    self._watched[ref] = (name, alias or "latest")
                     self._ensure_watcher()
-            return self._endpoints[ref]
+            return ep
 
-    def _add_unlocked(self, ref: str, model: Any, version: str) -> None:
-        feature_names = list(model._feature_index) if hasattr(model, "_feature_index") else None
-        self._endpoints[ref] = _Endpoint(
-            self, ref, _Source(_predictor_of(model), str(version)),
-            classes=getattr(model, "classes_", None), feature_names=feature_names,
-            extractor=None, fallback=None)
-
-    def serve(self, ref: str) -> None:
+    def serve(self, ref: str, *, fallback: Any = None) -> dict[str, Any]:
         """Load ``name``, ``name@alias`` or ``name:version`` from the registry now (rather
-        than on the first request), warmed up."""
-        self._endpoint(ref)
+        than on the first request), warmed up; returns its description."""
+        ep = self._endpoint(_check_ref(ref))
+        if fallback is not None:
+            ep.fallback = fallback
+        return self.models()[ref]
 
     def _ensure_watcher(self) -> None:
         if self._watcher is None or not self._watcher.is_alive():
@@ -630,89 +1137,134 @@ class PredictionServer:
                     model = self.registry.load(name, version)
                     ep.swap(_predictor_of(model), str(version))
                     swapped.append(ref)
+                    log.info("%s now serves %s", ref, version)
             except Exception:  # a registry hiccup must not stop serving the current version
+                self._registry_errors += 1
                 log.exception("checking alias %s of %s failed", alias, name)
         return swapped
 
     # -- predicting ----------------------------------------------------------------------
 
-    def _post(self, ep: _Endpoint, req: _Request) -> Prediction:
+    def predict(self, model: str, inputs: Any, *, timeout: float | None = None,
+                priority: int = 0) -> Prediction:
+        """Predict synchronously.
+
+        Parameters
+        ----------
+        model : str
+            A served name, or (with a registry) ``name``, ``name@alias``, ``name:version``.
+        inputs : array (n, d) or (d,), list of rows, a record (dict), a list of records, or
+            columns (a dict of equal-length 1-D arrays; through the feature schema)
+        timeout : float, optional
+            Seconds until the deadline (default ``default_timeout``); past it the call
+            raises :class:`DeadlineExceeded` and the rows are never computed.
+        priority : int
+            Higher is served first among queued requests.
+
+        Raises
+        ------
+        BadInput, ModelNotFound, Overloaded, DeadlineExceeded, ShuttingDown, ModelUnavailable
+        """
+        _check_timeout(timeout)
+        ep = self._endpoint(model)
+        rows, records = ep.rows_for(inputs)
+        req = ep.submit(rows, records, timeout, _check_priority(priority))
+        wait = None if req.deadline == math.inf else req.deadline - time.monotonic()
+        if not req.wait(wait):
+            req.cancelled = True  # the batcher drops it (and counts the miss) if still queued
+            budget = timeout if timeout is not None else self.default_timeout
+            raise DeadlineExceeded(f"no answer within the deadline ({budget}s); not computed")
         if req.error is not None:
             raise req.error
         assert req.result is not None
         return req.result
 
-    def predict(self, model: str, inputs: Any, *, timeout: float | None = None,
-                priority: int = 0) -> Prediction:
-        """Predict synchronously; raises a :class:`ServingError` subclass on failure."""
-        ep = self._endpoint(model)
-        rows, records = ep.rows_for(inputs)
-        req = ep.submit(rows, records, timeout, priority)
-        wait = None if req.deadline == math.inf else max(0.0, req.deadline - time.monotonic())
-        if not req.done.wait(wait):
-            req.cancelled = True
-            ep._count_error("deadline")
-            raise DeadlineExceeded(f"no answer within {timeout if timeout else wait}s")
-        return self._post(ep, req)
-
     async def apredict(self, model: str, inputs: Any, *, timeout: float | None = None,
                        priority: int = 0) -> Prediction:
         """The asyncio form of :meth:`predict` (never blocks the event loop on the model)."""
+        _check_timeout(timeout)
         ep = self._endpoint(model)
         rows, records = ep.rows_for(inputs)
         loop = asyncio.get_running_loop()
         afut = loop.create_future()
-        req = ep.submit(rows, records, timeout, priority)
-        req.loop, req.afut = loop, afut
-        if req.done.is_set():  # finished before the future was attached
-            return self._post(ep, req)
-        wait = None if req.deadline == math.inf else max(0.0, req.deadline - time.monotonic())
+        req = ep.submit(rows, records, timeout, _check_priority(priority), loop, afut)
+        if req.deadline == math.inf:
+            try:
+                return await afut
+            except asyncio.CancelledError:
+                req.cancelled = True  # the caller gave up: do not compute it
+                raise
+        # A timer rather than asyncio.wait_for: no extra task per request.
+        handle = loop.call_later(max(0.0, req.deadline - time.monotonic()), _expire, afut,
+                                 timeout if timeout is not None else self.default_timeout)
         try:
-            return await asyncio.wait_for(afut, wait)
-        except asyncio.TimeoutError:
+            return await afut
+        except DeadlineExceeded:
+            req.cancelled = True  # the batcher drops it (and counts the miss) if still queued
+            raise
+        except asyncio.CancelledError:
             req.cancelled = True
-            ep._count_error("deadline")
-            raise DeadlineExceeded(f"no answer within {wait:.3f}s") from None
+            raise
+        finally:
+            handle.cancel()
 
     # -- introspection -------------------------------------------------------------------
 
     def models(self) -> dict[str, dict[str, Any]]:
+        """Per served model: version, readiness, breaker state, queue depth, input width,
+        classes and task."""
         out = {}
         for name, ep in list(self._endpoints.items()):
             _, version = ep.source.get()
-            out[name] = {"version": version, "ready": ep.ready, "breaker": ep.breaker.state,
-                         "queued_rows": ep.queued, "n_inputs": ep.n_inputs,
-                         "classes": None if ep.classes is None else ep.classes.tolist()}
+            out[name] = {"version": version, "ready": ep.ready and not ep.stop,
+                         "breaker": ep.breaker.state,
+                         "queued_rows": ep.queued + ep.lane_rows,
+                         "n_inputs": ep.n_inputs, "n_outputs": ep.n_outputs, "task": ep.task,
+                         "classes": None if ep.classes is None else ep.classes.tolist(),
+                         "feature_names": ep.feature_names if ep.extractor is None else None,
+                         "schema": getattr(getattr(ep.extractor, "schema", None), "name", None),
+                         "records": ep.extractor is not None or ep.feature_pos is not None,
+                         "fallback": ep.fallback is not None}
         return out
 
     @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
     def ready(self) -> bool:
-        return not self._closed and all(ep.ready for ep in self._endpoints.values())
+        """Open, and every endpoint loaded and warmed up."""
+        return not self._closed and all(ep.ready and not ep.stop
+                                        for ep in self._endpoints.values())
 
     def metrics(self) -> dict[str, dict[str, Any]]:
-        """Per model: requests, errors by kind, fallbacks, queue depth, latency and batch-size
-        histograms (bucket bounds, counts, sum, count), breaker state and openings."""
+        """Per model: requests, rows, errors by kind, fallbacks, swaps, queue depth, latency
+        and batch-size histograms (bucket bounds, non-cumulative counts, sum, count), breaker
+        state and openings."""
         out = {}
         for name, ep in list(self._endpoints.items()):
-            out[name] = {
-                "requests": ep.requests, "errors": dict(ep.errors), "fallbacks": ep.fallbacks,
-                "queued_rows": ep.queued, "breaker": ep.breaker.state,
-                "breaker_opens": ep.breaker.opens, "version": ep.source.get()[1],
-                "latency": (ep.latency.bounds, list(ep.latency.counts), ep.latency.total,
-                            ep.latency.count),
-                "batch_size": (ep.batch_sizes.bounds, list(ep.batch_sizes.counts),
-                               ep.batch_sizes.total, ep.batch_sizes.count),
-            }
+            s = ep.stats()
+            s.update(queued_rows=ep.queued + ep.lane_rows, in_flight_rows=ep.in_flight,
+                     breaker=ep.breaker.state, breaker_opens=ep.breaker.opens,
+                     version=ep.source.get()[1])
+            out[name] = s
         return out
 
     def close(self, *, drain: bool = True, timeout: float = 10.0) -> None:
-        """Stop accepting requests; with ``drain``, finish the queued ones first."""
+        """Stop accepting requests (new ones get :class:`ShuttingDown`); with ``drain``,
+        answer the queued and in-flight ones first (up to ``timeout`` seconds)."""
         self._stop_watch.set()
         with self._lock:
             self._closed = True
             endpoints = list(self._endpoints.values())
+        deadline = time.monotonic() + timeout
+        for ep in endpoints:  # stop intake everywhere first, then drain each
+            with ep.cond:
+                ep.stop = True
         for ep in endpoints:
-            ep.close(drain, timeout)
+            ep.close(drain, max(0.0, deadline - time.monotonic()))
+        if self._watcher is not None:
+            self._watcher.join(max(0.0, deadline - time.monotonic()))
 
     def __enter__(self) -> PredictionServer:
         return self
@@ -721,13 +1273,78 @@ class PredictionServer:
         self.close()
 
 
+def _expire(fut: asyncio.Future, timeout: float | None) -> None:
+    if not fut.done():
+        fut.set_exception(DeadlineExceeded(
+            f"no answer within the deadline ({timeout}s); not computed"))
+
+
+def _is_columns(inputs: Mapping) -> bool:
+    """A dict of equal-length 1-D numpy arrays is a batch in columns (what the extractor and
+    the online learner take); anything else shaped like a dict is one record."""
+    lengths = set()
+    for v in inputs.values():
+        if not isinstance(v, np.ndarray) or v.ndim != 1:
+            return False
+        lengths.add(len(v))
+    return len(lengths) == 1
+
+
+def _as_records(records: Any) -> list:
+    if isinstance(records, Mapping):  # columns: one dict per row, for record fallbacks
+        names = list(records)
+        cols = [records[n].tolist() for n in names]
+        return [dict(zip(names, vals, strict=True)) for vals in zip(*cols, strict=True)]
+    return list(records)
+
+
+def _message(exc: BaseException) -> str:
+    return str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+
+
+def _check_priority(priority: Any) -> int:
+    if isinstance(priority, bool) or not isinstance(priority, (int, np.integer)):
+        raise BadInput(f"priority must be an integer, got {priority!r}", field="priority")
+    return int(priority)
+
+
+def _check_extractor(extractor: Any, n_inputs: int) -> None:
+    if extractor is None:
+        return
+    if not callable(getattr(extractor, "transform", None)):
+        raise TypeError("extractor must be a ducklearn.features.Extractor (transform(records))")
+    width = getattr(extractor, "n_features", None)
+    if width is not None and int(width) != n_inputs:
+        raise ValueError(f"the extractor produces {width} features but the model takes "
+                         f"{n_inputs}")
+
+
+def _extractor_from_manifest(manifest: Mapping[str, Any]) -> Any:
+    """An extractor for a registry version's ``feature_schema`` when its columns can be
+    rebuilt from the schema alone (no learned normalizer state, which the registry does not
+    store); otherwise None and the version takes feature rows."""
+    schema = manifest.get("feature_schema") if isinstance(manifest, Mapping) else None
+    if not isinstance(schema, Mapping) or "fields" not in schema:
+        return None
+    try:
+        from ducklearn.features import FeatureSchema
+
+        fs = FeatureSchema.from_dict(schema)
+        if any(getattr(f, "normalize", None) is not None for f in fs.fields):
+            return None
+        return fs.compile()
+    except Exception:  # a schema this build cannot read: serve rows only
+        log.warning("cannot rebuild the feature schema of a registry version; it will take "
+                    "feature rows only", exc_info=True)
+        return None
+
+
 def labels_for(prediction: Prediction, classes: Sequence | None) -> list[Any]:
     """Predicted labels for classification outputs (values for regression)."""
     v = prediction.values
     if classes is None:
-        return v[:, 0].tolist()
+        return v[:, 0].tolist() if v.shape[1] == 1 else v.tolist()
     classes = list(classes)
     if v.shape[1] == 1:
         return [classes[int(p > 0.5)] for p in v[:, 0]]
     return [classes[int(i)] for i in np.argmax(v, axis=1)]
-
