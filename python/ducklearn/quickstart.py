@@ -11,8 +11,14 @@ changes half-way (a new review policy). The pipeline:
    :class:`~ducklearn.serving.PredictionServer` (hot swap at each publication, the legacy
    baseline as the breaker's fallback), before its outcomes are learned, while the learner
    adapts to the change (drift detection, challengers);
-4. run the legacy baseline (:class:`~ducklearn.legacy.NaiveLearner`, per-key acceptance
-   rates) on the same stream, checkpoint the learner, and print the comparison.
+4. register the bootstrap model and, twice more during the run, the adapted model in a
+   :class:`~ducklearn.registry.Registry` (computed versions, lineage, data fingerprint);
+   each is promoted to ``staging`` and, through a request approved by a second principal,
+   to the protected ``production`` alias, which the server hot-swaps; a frozen
+   ``production`` endpoint is scored beside the live one;
+5. run the legacy baseline (:class:`~ducklearn.legacy.NaiveLearner`, per-key acceptance
+   rates) on the same stream, checkpoint the learner, verify the audit chain, and print the
+   comparison.
 """
 
 from __future__ import annotations
@@ -139,9 +145,35 @@ def run(n: int = 200_000, seed: int = 0, workdir: str = "ducklearn-quickstart",
     for k, label in zip(keys, y_all[:n_hist]):
         naive.learn_one({"language": k[0], "change_type": k[1], "repo_tier": k[2]}, int(label))
 
-    # 2. Live: predict each batch from the current snapshot, then learn its outcomes.
+    # 2. Registry: the bootstrap model becomes the first production version.
     ckpt_dir = os.path.join(workdir, "checkpoints")
     os.makedirs(workdir, exist_ok=True)
+    from ducklearn.registry import Registry, data_fingerprint
+
+    name = "suggestion-acceptance"
+    reg = Registry(os.path.join(workdir, "registry"), actor="quickstart-trainer")
+    reviewer = Registry(os.path.join(workdir, "registry"), actor="quickstart-reviewer")
+    reg.grant("quickstart-reviewer", "approver", model=name)
+    hist_fp = data_fingerprint(X_hist, y_hist)
+    promotions: list[tuple[str, str, float]] = []
+
+    def promote(model: Any, why: str, parent: str | None, fingerprint: str,
+                metrics: dict[str, float]) -> str:
+        v = reg.register(name, model, parent=parent, data_fingerprint=fingerprint,
+                         metrics=metrics, feature_schema=extractor, description=why)
+        if "production" not in reg.protected_aliases(name):
+            reg.protect(name, ["production"])  # from now on it moves only with an approval
+        reg.promote(name, "staging", v.version, reason=why)
+        request = reg.request_promotion(name, "production", v.version, reason=why)
+        reviewer.approve(request.id, reason="metrics reviewed by the quickstart")
+        promotions.append((v.version, v.bump, time.time()))
+        return v.version
+
+    production = promote(boot.model, "bootstrap on history", None, hist_fp,
+                         {"validation_accuracy": boot.validation_score})
+    say(f"registry: {name} {production} registered, staged and approved for production")
+
+    # 3. Live: predict each batch from the current snapshot, then learn its outcomes.
     learner = OnlineLearner(boot.model, extractor=extractor, adaptation=Adaptation(),
                             checkpoint_dir=None, on_full="block", block_timeout=60.0,
                             publish_interval=0.02, seed=seed)
@@ -150,12 +182,19 @@ def run(n: int = 200_000, seed: int = 0, workdir: str = "ducklearn-quickstart",
     # circuit breaker whose fallback is the legacy baseline.
     from ducklearn.serving import PredictionServer
 
-    server = PredictionServer(default_timeout=30.0)
+    server = PredictionServer(reg, default_timeout=30.0, watch_interval=3600.0)
     server.add_learner("quickstart", learner, fallback=naive)
+    prod_ref = f"{name}@production"
+    server.serve(prod_ref)
     served_versions: set[str] = set()
     live = stream.n - n_hist
     model_track = _Track(np.zeros(live, dtype=bool))
     naive_track = _Track(np.zeros(live, dtype=bool))
+    prod_track = _Track(np.zeros(live, dtype=bool))
+    # Batch ends at which the learner is promoted: three quarters in (after the change), and
+    # at the end.
+    stops = [min(a + batch, stream.n) for a in range(n_hist, stream.n, batch)]
+    promote_at = {stops[max(0, (3 * len(stops)) // 4 - 1)], stream.n}
     t_live = time.perf_counter()
     with tqdm(total=live, desc="learning online", unit="ex", unit_scale=True, file=sys.stderr,
               disable=True if quiet else None) as bar:
@@ -167,11 +206,22 @@ def run(n: int = 200_000, seed: int = 0, workdir: str = "ducklearn-quickstart",
             served_versions.add(served.version)
             proba = served.values[:, 0]
             model_track.add((proba > 0.5) == (y == 1))
+            frozen = server.predict(prod_ref, cols)
+            prod_track.add((frozen.values[:, -1] > 0.5) == (y == 1))
             recs = [{"language": a, "change_type": b, "repo_tier": c}
                     for a, b, c in zip(cols["language"], cols["change_type"], cols["repo_tier"])]
             naive_track.add(naive.predict_many(recs) == y)
             learner.ingest_many(cols, y)
             naive.learn_many(recs, y.tolist())
+            if stop in promote_at:
+                # Promote what the learner has become: lineage points at the running version.
+                learner.flush()
+                recent = model_track.correct[max(0, stop - n_hist - 10 * batch):stop - n_hist]
+                production = promote(
+                    learner.export_model(), f"online learning through example {stop:,}",
+                    production, data_fingerprint(hist_fp, np.int64(stop)),
+                    {"recent_accuracy": float(recent.mean())})
+                server.check_aliases()  # hot swap of the production endpoint now
             bar.update(stop - start)
             bar.set_postfix(model=f"{model_track.mean():.3f}", legacy=f"{naive_track.mean():.3f}")
     learner.flush()
@@ -182,18 +232,24 @@ def run(n: int = 200_000, seed: int = 0, workdir: str = "ducklearn-quickstart",
     ckpt = learner.checkpoint()
     stats = learner.stats()
     learner.close()
+    lineage = [v.version for v in reg.lineage(name, production)]
+    audit = reg.events.verify()
+    n_events = reg.events.head()[0]
+    reviewer.close()
+    reg.close()
 
     # 3. Summary.
     c = change - n_hist  # the change, in live coordinates
     window = max(100, live // 40)
     bayes = np.maximum(stream.p_true, 1 - stream.p_true)[n_hist:]
     say()
-    say(f"{'':22}{'model':>9}{'legacy':>9}{'Bayes':>9}")
+    say(f"{'':22}{'live':>9}{'frozen':>9}{'legacy':>9}{'Bayes':>9}")
     bounds = np.linspace(0, live, 11).astype(int)
     for a, b in zip(bounds[:-1], bounds[1:]):
         tag = " <- rule changes" if a <= c < b else ""
         say(f"examples {n_hist + a:>7,}-{n_hist + b:<7,}{model_track.mean(a, b):9.3f}"
-            f"{naive_track.mean(a, b):9.3f}{bayes[a:b].mean():9.3f}{tag}")
+            f"{prod_track.mean(a, b):9.3f}{naive_track.mean(a, b):9.3f}"
+            f"{bayes[a:b].mean():9.3f}{tag}")
     summary = {
         "model_accuracy": model_track.mean(),
         "legacy_accuracy": naive_track.mean(),
@@ -210,12 +266,19 @@ def run(n: int = 200_000, seed: int = 0, workdir: str = "ducklearn-quickstart",
         "examples_per_second": live / live_seconds,
         "learner_updates_per_second": stats["updates_per_second"],
         "checkpoint": ckpt,
+        "production_accuracy": prod_track.mean(),
+        "promotions": [v for v, _, _ in promotions],
+        "lineage": lineage,
+        "audit_events": n_events,
+        "audit_chain_ok": bool(audit),
         "served_requests": serving["requests"],
         "served_versions": len(served_versions),
         "served_fallbacks": serving["fallbacks"],
     }
-    say(f"{'overall (live)':22}{summary['model_accuracy']:9.3f}"
+    say(f"{'overall':22}{summary['model_accuracy']:9.3f}{summary['production_accuracy']:9.3f}"
         f"{summary['legacy_accuracy']:9.3f}{summary['bayes_accuracy']:9.3f}")
+    say("(live: the online learner's newest snapshot; frozen: the registry's production "
+        "version, which only changes at promotions)")
     say()
     say(f"after the change: model {summary['model_after_change']:.3f} "
         f"(back within 2 points after {summary['model_recovery']} examples), legacy "
@@ -227,5 +290,8 @@ def run(n: int = 200_000, seed: int = 0, workdir: str = "ducklearn-quickstart",
     say(f"serving: {serving['requests']:,} batches ({serving['rows']:,} predictions) through "
         f"the PredictionServer across {len(served_versions)} live snapshots, "
         f"{serving['fallbacks']} answered by the fallback")
+    say(f"registry: versions {' -> '.join(summary['promotions'])} promoted to production "
+        f"(lineage {' <- '.join(lineage)}); audit chain of {n_events} events: "
+        f"{audit.summary()}")
     say(f"checkpoint: {ckpt}")
     return summary

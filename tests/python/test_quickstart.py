@@ -23,6 +23,19 @@ def test_quickstart_pipeline_beats_the_legacy_baseline(tmp_path):
     ckpt = read_latest(os.path.join(str(tmp_path), "checkpoints"))
     assert ckpt is not None and ckpt.path == summary["checkpoint"]
     assert ckpt.manifest["counters"]["learned"] == 18_000
+    # Three promotions with computed versions and lineage, approved by a second principal,
+    # and an intact audit chain.
+    assert summary["promotions"] == ["1.0.0", "1.1.0", "1.2.0"]
+    assert summary["lineage"] == ["1.2.0", "1.1.0", "1.0.0"]
+    assert summary["audit_chain_ok"] and summary["audit_events"] >= 10
+    from ducklearn.registry import Registry
+
+    reg = Registry(os.path.join(str(tmp_path), "registry"), actor="auditor")
+    moves = reg.history("suggestion-acceptance", "production")
+    assert [m.to_version for m in moves] == ["1.0.0", "1.1.0", "1.2.0"]
+    reg.close()
+    # The frozen production endpoint was served from the registry and hot-swapped.
+    assert 0.6 < summary["production_accuracy"] < summary["model_accuracy"] + 0.05
 
 
 def test_cli_entry_points():
