@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from ducklearn import backend
 from ducklearn.datasets import make_entity_stream
 from ducklearn.evaluate import prequential
@@ -58,7 +57,7 @@ def river_prequential(model, records, y, limit_s: float) -> tuple[np.ndarray, in
     correct = np.zeros(len(y), dtype=bool)
     t0 = time.perf_counter()
     n = 0
-    for x, label in zip(records, y):
+    for x, label in zip(records, y, strict=True):
         p = model.predict_proba_one(x).get(True, 0.0)
         correct[n] = (p > 0.5) == bool(label)
         model.learn_one(x, bool(label))
@@ -74,7 +73,7 @@ def vw_prequential(X: np.ndarray, y: np.ndarray, args: str) -> tuple[np.ndarray,
     with tempfile.TemporaryDirectory() as d:
         data, preds = os.path.join(d, "s.vw"), os.path.join(d, "p.txt")
         with open(data, "w") as f:
-            for row, label in zip(X, y):
+            for row, label in zip(X, y, strict=True):
                 f.write(("1" if label > 0 else "-1") + " |f " +
                         " ".join(f"{j}:{v:.6g}" for j, v in enumerate(row) if v != 0) + "\n")
         t0 = time.perf_counter()
@@ -105,16 +104,17 @@ def ducklearn_stream(stream, *, hidden=(64, 64), lr=0.002, adaptation=None,
                                  (adaptation or Adaptation()).to_config(), 0)
     preds, _ = core.learn(X[n_hist:], y[n_hist:])
     seconds = time.perf_counter() - t0
-    correct = np.concatenate([np.zeros(n_hist, dtype=bool), (preds[:, 0] > 0.5) == (y[n_hist:] > 0.5)])
+    live = (preds[:, 0] > 0.5) == (y[n_hist:] > 0.5)
+    correct = np.concatenate([np.zeros(n_hist, dtype=bool), live])
     return correct, seconds, core.stats
 
 
 def naive_stream(stream) -> np.ndarray:
     cols = entity_columns(stream)
-    recs = [dict(zip(CATS, k)) for k in zip(*(cols[c] for c in CATS))]
+    recs = [dict(zip(CATS, k, strict=True)) for k in zip(*(cols[c] for c in CATS), strict=True)]
     naive = NaiveLearner(key=CATS)
     p = np.empty(len(recs))
-    for i, (r, label) in enumerate(zip(recs, stream.y)):
+    for i, (r, label) in enumerate(zip(recs, stream.y, strict=True)):
         p[i] = naive._estimate(r)
         naive.learn_one(r, int(label))
     return (p > 0.5) == (stream.y > 0.5)
@@ -363,7 +363,7 @@ def service(n_events: int) -> list[str]:
                        block_timeout=60, queue_capacity=200_000, publish_interval=0.02,
                        adaptation=Adaptation.none())
     # Ingest cost: single experiences from Python.
-    rec = dict(zip(s.feature_names, X[0].tolist()))
+    rec = dict(zip(s.feature_names, X[0].tolist(), strict=True))
     t = []
     for _ in range(20_000):
         t0 = time.perf_counter()
@@ -431,7 +431,8 @@ def memory(n_events: int) -> list[str]:
             "from ducklearn.learn import OnlineLearner, Adaptation\n"
             "from ducklearn.nn import MLPClassifier\n"
             "def rss():\n"
-            "    return int(open('/proc/self/statm').read().split()[1]) * os.sysconf('SC_PAGE_SIZE')\n"
+            "    pages = int(open('/proc/self/statm').read().split()[1])\n"
+            "    return pages * os.sysconf('SC_PAGE_SIZE')\n"
             "names=[f'f{i}' for i in range(64)]\n"
             "before = rss()\n"
             f"ol = OnlineLearner(MLPClassifier(hidden_layer_sizes=({width},{width})),"

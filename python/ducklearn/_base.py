@@ -698,7 +698,7 @@ class ClassifierBase(OnlineEstimator):
         """``{class: probability}`` for one record."""
         out = self._record_outputs(x)
         probs = [1.0 - float(out[0]), float(out[0])] if out.shape[0] == 1 else out.tolist()
-        return dict(zip(self.classes_.tolist(), probs))
+        return dict(zip(self.classes_.tolist(), probs, strict=True))
 
     def predict_one(self, x: Mapping) -> Any:
         """Most probable class for one record."""

@@ -343,8 +343,10 @@ def make_entity_stream(
         raise ValueError(f"drift_at must be in [0, 1] or None, got {drift_at!r}")
     if not (0.0 <= float(label_noise) < 0.5) or not math.isfinite(float(label_noise)):
         raise ValueError(f"label_noise must be in [0, 0.5), got {label_noise!r}")
-    if isinstance(signal, bool) or not isinstance(signal, (int, float)) or not (
-        math.isfinite(float(signal)) and signal > 0
+    if (
+        isinstance(signal, bool)
+        or not isinstance(signal, (int, float))
+        or not (math.isfinite(float(signal)) and signal > 0)
     ):
         raise ValueError(f"signal must be a finite number > 0, got {signal!r}")
     if (
@@ -409,6 +411,10 @@ def make_entity_stream(
         p_true=p_true,
         drift_index=drift_index,
         seed=int(seed),
-        _meta={"label_noise": eta, "drift_at": drift_at, "n_distractors": int(n_distractors),
-               "signal": float(signal)},
+        _meta={
+            "label_noise": eta,
+            "drift_at": drift_at,
+            "n_distractors": int(n_distractors),
+            "signal": float(signal),
+        },
     )

@@ -133,7 +133,7 @@ class NaiveLearner:
     def learn_many(self, records: Sequence[Mapping], ys: Sequence[Any]) -> None:
         if len(records) != len(ys):
             raise ValueError(f"{len(records)} records but {len(ys)} outcomes")
-        for x, y in zip(records, ys):
+        for x, y in zip(records, ys, strict=True):
             self.learn_one(x, y)
 
     def predict_proba_many(self, records: Sequence[Mapping]) -> np.ndarray:

@@ -141,8 +141,8 @@ def run(n: int = 200_000, seed: int = 0, workdir: str = "ducklearn-quickstart",
         f"{time.perf_counter() - t0:.1f}s")
 
     naive = NaiveLearner(key=("language", "change_type", "repo_tier"))
-    keys = list(zip(hist["language"], hist["change_type"], hist["repo_tier"]))
-    for k, label in zip(keys, y_all[:n_hist]):
+    keys = list(zip(hist["language"], hist["change_type"], hist["repo_tier"], strict=True))
+    for k, label in zip(keys, y_all[:n_hist], strict=True):
         naive.learn_one({"language": k[0], "change_type": k[1], "repo_tier": k[2]}, int(label))
 
     # 2. Registry: the bootstrap model becomes the first production version.
@@ -208,8 +208,8 @@ def run(n: int = 200_000, seed: int = 0, workdir: str = "ducklearn-quickstart",
             model_track.add((proba > 0.5) == (y == 1))
             frozen = server.predict(prod_ref, cols)
             prod_track.add((frozen.values[:, -1] > 0.5) == (y == 1))
-            recs = [{"language": a, "change_type": b, "repo_tier": c}
-                    for a, b, c in zip(cols["language"], cols["change_type"], cols["repo_tier"])]
+            keys = zip(cols["language"], cols["change_type"], cols["repo_tier"], strict=True)
+            recs = [{"language": a, "change_type": b, "repo_tier": c} for a, b, c in keys]
             naive_track.add(naive.predict_many(recs) == y)
             learner.ingest_many(cols, y)
             naive.learn_many(recs, y.tolist())
@@ -245,7 +245,7 @@ def run(n: int = 200_000, seed: int = 0, workdir: str = "ducklearn-quickstart",
     say()
     say(f"{'':22}{'live':>9}{'frozen':>9}{'legacy':>9}{'Bayes':>9}")
     bounds = np.linspace(0, live, 11).astype(int)
-    for a, b in zip(bounds[:-1], bounds[1:]):
+    for a, b in zip(bounds[:-1], bounds[1:], strict=False):
         tag = " <- rule changes" if a <= c < b else ""
         say(f"examples {n_hist + a:>7,}-{n_hist + b:<7,}{model_track.mean(a, b):9.3f}"
             f"{prod_track.mean(a, b):9.3f}{naive_track.mean(a, b):9.3f}"

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from ducklearn import _core
-
 from _postgres import postgres_db, postgres_url  # noqa: F401 - fixtures for store suites
+from ducklearn import _core
 
 SEED = 20240531
 

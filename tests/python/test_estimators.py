@@ -8,15 +8,14 @@ import pickle
 
 import numpy as np
 import pytest
-from sklearn.base import clone as sk_clone
-from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits
-from sklearn.model_selection import train_test_split
-from sklearn.utils.estimator_checks import parametrize_with_checks
-
 from ducklearn.evaluate import prequential
 from ducklearn.linear import LinearRegression, LogisticRegression, SoftmaxRegression
 from ducklearn.nn import MLPClassifier, MLPRegressor
 from ducklearn.optim import SGD, Adam, Cosine
+from sklearn.base import clone as sk_clone
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits
+from sklearn.model_selection import train_test_split
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
 # Factories, not instances: every test gets a fresh estimator.
 CLASSIFIERS = {
@@ -221,7 +220,7 @@ def test_prequential_matches_predict_then_learn_one(name):
     if name in CLASSIFIERS:
         by_hand.set_params(classes=np.unique(y))
     preds = []
-    for row, label in zip(X, y):
+    for row, label in zip(X, y, strict=True):
         record = {str(i): float(v) for i, v in enumerate(row)}
         if by_hand.__sklearn_is_fitted__():
             out = by_hand._record_outputs(record)
@@ -242,7 +241,7 @@ def test_prequential_scaler_sees_x_before_the_model_sees_its_label():
     X, y = _data("logistic", n=50)
     result = prequential(LogisticRegression(scale=True, seed=1), X, y)
     replay = LogisticRegression(scale=True, seed=1, classes=np.unique(y))
-    for i, (row, label) in enumerate(zip(X, y)):
+    for i, (row, label) in enumerate(zip(X, y, strict=True)):
         if i >= 1:
             probe = copy.deepcopy(replay)
             probe._learner.update_scaler(row[None, :])  # unsupervised part only
@@ -263,7 +262,7 @@ def test_logistic_regression_matches_river_sgd_exactly():
     y = X @ np.array([1.0, -2.0, 0.5, 0.0, 1.0]) + 0.3 * rng.normal(size=1500) > 0
     theirs = linear_model.LogisticRegression(optimizer=optim.SGD(0.05), intercept_lr=0.05)
     ours = LogisticRegression(optimizer=SGD(0.05))
-    for row, label in zip(X, y):
+    for row, label in zip(X, y, strict=True):
         x = {f"f{j}": float(v) for j, v in enumerate(row)}
         if ours.__sklearn_is_fitted__():
             assert abs(ours.predict_proba_one(x)[True] - theirs.predict_proba_one(x)[True]) < 1e-5

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_breast_cancer
-
 from ducklearn import _core
 from ducklearn.evaluate import prequential
 from ducklearn.learn import ABTest, Curriculum, bootstrap
@@ -14,6 +12,7 @@ from ducklearn.legacy import NaiveLearner
 from ducklearn.linear import LogisticRegression
 from ducklearn.nn import MLPClassifier
 from ducklearn.optim import SGD, Adam
+from sklearn.datasets import load_breast_cancer
 
 
 def test_bootstrap_stops_early_and_restores_the_best_epoch():

@@ -13,7 +13,6 @@ import time
 
 import numpy as np
 import pytest
-
 from ducklearn.learn import Adaptation, OnlineLearner, QueueFullError
 from ducklearn.learn.checkpoint import CheckpointError, read_checkpoint, read_latest
 from ducklearn.linear import LogisticRegression
@@ -39,8 +38,8 @@ def test_learns_and_accounts_for_every_experience():
     X, y = _stream(5000)
     with _learner() as ol:
         ol.ingest_many(X, y)
-        for row, label in zip(X[:200], y[:200]):
-            ol.ingest(dict(zip(NAMES, row.tolist())), int(label))
+        for row, label in zip(X[:200], y[:200], strict=True):
+            ol.ingest(dict(zip(NAMES, row.tolist(), strict=True)), int(label))
         assert ol.flush(timeout=30)
         s = ol.stats()
         assert s["submitted"] == 5200
@@ -80,12 +79,12 @@ def test_backpressure_rejects_clearly_and_blocks_with_timeout():
     blocking.ingest_many(X[:10], y[:10])
     t0 = time.monotonic()
     with pytest.raises(QueueFullError):
-        blocking.ingest(dict(zip(NAMES, X[0].tolist())), 1)
+        blocking.ingest(dict(zip(NAMES, X[0].tolist(), strict=True)), 1)
     assert time.monotonic() - t0 >= 0.04
     # Once a worker drains the queue, blocked producers get through.
     blocking.start()
-    for row, label in zip(X[10:40], y[10:40]):
-        blocking.ingest(dict(zip(NAMES, row.tolist())), int(label), timeout=5.0)
+    for row, label in zip(X[10:40], y[10:40], strict=True):
+        blocking.ingest(dict(zip(NAMES, row.tolist(), strict=True)), int(label), timeout=5.0)
     blocking.close()
     s = blocking.stats()
     assert s["learned"] == 40 and s["rejected"] == 1

@@ -1,9 +1,8 @@
 """Wheel smoke test: import, backend info, one prediction."""
 
-import numpy as np
-
 import ducklearn
 import ducklearn.backend
+import numpy as np
 from ducklearn import _core
 
 

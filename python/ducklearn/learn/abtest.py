@@ -141,7 +141,7 @@ class ABTest:
         if model is None:
             raise ValueError("this ABTest was built from arm names only; pass {name: model}")
         fn = getattr(model, "predict", None) if hasattr(model, "snapshot") else None
-        fn = fn or getattr(model, "predict_one")
+        fn = fn or model.predict_one
         return arm, fn(record)
 
     def record(self, entity_id: Hashable, outcome: Any, *, arm: str | None = None) -> str:

@@ -642,7 +642,7 @@ class OnlineLearner:
         row = self.predict_proba_many([record])[0]
         if self._core.task == "regression":
             return float(row)
-        return dict(zip(self._model.classes_.tolist(), row.tolist()))
+        return dict(zip(self._model.classes_.tolist(), row.tolist(), strict=True))
 
     def predict(self, record: Any) -> Any:
         """The predicted label (or value) for one record."""
