@@ -9,8 +9,8 @@ namespace {
 // Below this many multiply-adds per call, BLAS setup costs more than it saves.
 constexpr int64_t kBlasMinWork = 16 * 1024;
 
-void bias_act_rows(float* Z, float* Y, const float* b, int64_t n, int64_t out, Activation act,
-                   float alpha) {
+[[maybe_unused]] void bias_act_rows(float* Z, float* Y, const float* b, int64_t n, int64_t out,
+                                    Activation act, float alpha) {
   const auto& k = simd::kernels();
   for (int64_t r = 0; r < n; ++r) {
     float* zr = Z + r * out;
