@@ -590,6 +590,21 @@ class OnlineLearner:
     # -- predictions ---------------------------------------------------------------------
 
     @property
+    def classes_(self) -> np.ndarray | None:
+        """The labels of a classifier (None for a regressor)."""
+        return getattr(self._model, "classes_", None)
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Input columns, in order."""
+        return list(self._feature_names)
+
+    @property
+    def extractor(self) -> Any:
+        """The feature extractor records go through (None without one)."""
+        return self._extractor
+
+    @property
     def snapshot(self) -> Snapshot:
         """The latest published snapshot (an immutable model)."""
         snap = self._snapshot

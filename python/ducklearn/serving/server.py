@@ -1000,12 +1000,13 @@ class PredictionServer:
     def add_learner(self, name: str, learner: Any, *, fallback: Any = None) -> None:
         """Serve an OnlineLearner's latest snapshot: each batch uses the newest one (labelled
         ``live-<snapshot version>``)."""
-        if not hasattr(learner, "snapshot") or not hasattr(learner, "_model"):
+        from ducklearn.learn import OnlineLearner
+
+        if not isinstance(learner, OnlineLearner):
             raise TypeError(f"learner must be a ducklearn.learn.OnlineLearner, got "
                             f"{type(learner).__name__}")
-        model = learner._model
-        self._add(name, _LearnerSource(learner), getattr(model, "classes_", None),
-                  learner._feature_names, learner._extractor, fallback)
+        self._add(name, _LearnerSource(learner), learner.classes_, learner.feature_names,
+                  learner.extractor, fallback)
 
     def _add(self, name: str, source: _Source, classes: Any, feature_names: Any,
              extractor: Any, fallback: Any) -> None:
