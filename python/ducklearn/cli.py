@@ -22,6 +22,19 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    return parse
+
+
 def _cmd_quickstart(args: argparse.Namespace) -> int:
     from ducklearn.quickstart import run
 
@@ -46,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     quick = sub.add_parser("quickstart", help="run the main job on embedded defaults")
-    quick.add_argument("--n", type=int, default=200_000, help="stream length (default 200000)")
+    quick.add_argument("--n", type=_at_least(1000), default=200_000,
+                       help="stream length (default 200000, at least 1000)")
     quick.add_argument("--seed", type=int, default=0, help="stream and model seed")
     quick.add_argument("--workdir", default="ducklearn-quickstart",
                        help="where checkpoints (and later the registry) go")
@@ -70,10 +84,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "n", 1) < 1:
-        parser.error("--n must be >= 1")
-    if getattr(args, "n", 1000) < 1000:
-        parser.error("--n must be >= 1000")
     return int(args.func(args))
 
 

@@ -44,4 +44,4 @@ def test_cli_entry_points():
     assert json.loads(info.stdout)["simd_target"] in ("generic", "avx2", "avx512")
     bad = subprocess.run([sys.executable, "-m", "ducklearn.cli", "quickstart", "--n", "10"],
                          capture_output=True, text=True)
-    assert bad.returncode == 2 and "--n must be >= 1000" in bad.stderr
+    assert bad.returncode == 2 and "must be >= 1000" in bad.stderr
