@@ -6,10 +6,6 @@ The hot paths (kernels, layers, optimizers, feature kernels, training loops) are
 
 from __future__ import annotations
 
-from ducklearn import _blas_setup
-
-_blas_setup.choose_openblas_kernels()
-
-from ducklearn._core import __version__  # noqa: E402 - after the BLAS kernel choice
+from ducklearn._core import __version__
 
 __all__ = ["__version__"]

@@ -174,6 +174,17 @@ def test_label_noise_lowers_bayes_accuracy():
     np.testing.assert_allclose(noisy.p_true, 0.2 + 0.6 * clean.p_true, rtol=1e-12)
 
 
+def test_signal_sharpens_the_rule_without_touching_the_features():
+    base = make_entity_stream(20_000, seed=8)
+    sharp = make_entity_stream(20_000, seed=8, signal=2.0, label_noise=0.0)
+    np.testing.assert_array_equal(sharp.X, base.X)
+    assert sharp.bayes_accuracy > base.bayes_accuracy + 0.03
+    # Same rule, scaled logit: the sign of (p - 1/2) never changes.
+    np.testing.assert_array_equal(sharp.p_true > 0.5, base.p_true > 0.5)
+    # signal=1.0 is the default stream.
+    np.testing.assert_array_equal(make_entity_stream(20_000, seed=8, signal=1.0).y, base.y)
+
+
 def test_distractors_leave_the_concept_unchanged():
     base = make_entity_stream(5_000, seed=4)
     wide = make_entity_stream(5_000, seed=4, n_distractors=30)
@@ -210,6 +221,8 @@ def test_repr_mentions_the_key_facts(stream):
         ({"label_noise": 0.5}, "label_noise"),
         ({"label_noise": float("nan")}, "label_noise"),
         ({"n_distractors": -1}, "n_distractors"),
+        ({"signal": 0.0}, "signal"),
+        ({"signal": float("inf")}, "signal"),
     ],
 )
 def test_bad_arguments_raise(kwargs, word):
