@@ -57,9 +57,19 @@ void RunningStats::merge(const RunningStats& o) {
 }
 
 void RunningStats::standardize(const float* X, int64_t n, float* out) const {
+  // Scale factors once per call, not once per value: the per-row work is then a
+  // subtract-multiply. Same formula as standardize_row, so the results are identical. The
+  // scratch is per thread because snapshots standardize from many threads at once.
+  thread_local AlignedVector<double> inv;
+  if (static_cast<int64_t>(inv.size()) < d_) inv.resize(static_cast<size_t>(d_));
+  for (int64_t j = 0; j < d_; ++j) {
+    const double c = count_[j];
+    const double var = c > 0.0 ? m2_[j] / c : 0.0;
+    inv[j] = var > 0.0 ? 1.0 / std::sqrt(var) : 1.0;
+  }
   const auto& k = simd::kernels();
   for (int64_t r = 0; r < n; ++r) {
-    k.standardize_row(count_.data(), mean_.data(), m2_.data(), X + r * d_, out + r * d_, d_);
+    k.shift_scale_row(mean_.data(), inv.data(), X + r * d_, out + r * d_, d_);
   }
 }
 

@@ -13,9 +13,7 @@ constexpr int64_t kBlasMinWork = 16 * 1024;
                                     Activation act, float alpha) {
   const auto& k = simd::kernels();
   for (int64_t r = 0; r < n; ++r) {
-    float* zr = Z + r * out;
-    if (b != nullptr) k.axpy(1.0f, b, zr, out);
-    k.act_forward(static_cast<int>(act), alpha, zr, Y + r * out, out);
+    k.bias_act(static_cast<int>(act), alpha, b, Z + r * out, Y + r * out, out);
   }
 }
 

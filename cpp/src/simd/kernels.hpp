@@ -40,6 +40,8 @@ struct KernelTable {
               bool accumulate);
   /// a = act(z), act as ducklearn::Activation.
   void (*act_forward)(int act, float alpha, const float* z, float* a, int64_t n);
+  /// z += b (b may be nullptr), then a = act(z): the GEMM epilogue in one pass.
+  void (*bias_act)(int act, float alpha, const float* b, float* z, float* a, int64_t n);
   /// dz = da * act'(z) (sigmoid/tanh read a).
   void (*act_backward)(int act, float alpha, const float* z, const float* a, const float* da,
                        float* dz, int64_t n);
@@ -55,6 +57,9 @@ struct KernelTable {
   /// out = (x - mean) / std from the current statistics (std = 1 while variance is 0).
   void (*standardize_row)(const double* count, const double* mean, const double* m2,
                           const float* x, float* out, int64_t d);
+  /// out = (x - mean) * inv for one row, with mean and inv (1 / std) precomputed per column.
+  void (*shift_scale_row)(const double* mean, const double* inv, const float* x, float* out,
+                          int64_t d);
 };
 
 /** The active table (thread-safe; chosen once on first use). */

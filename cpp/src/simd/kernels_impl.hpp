@@ -211,6 +211,26 @@ void act_backward(int act, float alpha, const float* z, const float* a, const fl
   }
 }
 
+void bias_act(int act, float alpha, const float* DL_RESTRICT b, float* z, float* a,
+              int64_t n) {
+  if (b != nullptr) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) z[i] += b[i];
+  }
+  // The common cheap activations fuse into the same pass; the others reuse act_forward.
+  if (act == kReLU) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) a[i] = z[i] > 0.0f ? z[i] : 0.0f;
+  } else if (act == kIdentity) {
+    if (a != z) {
+#pragma omp simd
+      for (int64_t i = 0; i < n; ++i) a[i] = z[i];
+    }
+  } else {
+    act_forward(act, alpha, z, a, n);
+  }
+}
+
 // The optimizer steps fold clipping (grad_scale), coupled L2 and decoupled decay into one
 // pass over (params, grads, state): memory traffic, not arithmetic, bounds these loops.
 
@@ -335,6 +355,14 @@ void standardize_row(const double* DL_RESTRICT count, const double* DL_RESTRICT 
   for (int64_t j = 0; j < d; ++j) out[j] = scaled(x[j], count[j], mean[j], m2[j]);
 }
 
+void shift_scale_row(const double* DL_RESTRICT mean, const double* DL_RESTRICT inv,
+                     const float* DL_RESTRICT x, float* DL_RESTRICT out, int64_t d) {
+#pragma omp simd
+  for (int64_t j = 0; j < d; ++j) {
+    out[j] = static_cast<float>((static_cast<double>(x[j]) - mean[j]) * inv[j]);
+  }
+}
+
 }  // namespace
 
 KernelTable make_table() {
@@ -347,6 +375,7 @@ KernelTable make_table() {
   t.gemv_t = gemv_t;
   t.ger = ger;
   t.act_forward = act_forward;
+  t.bias_act = bias_act;
   t.act_backward = act_backward;
   t.sgd_step = sgd_step;
   t.adagrad_step = adagrad_step;
@@ -355,6 +384,7 @@ KernelTable make_table() {
   t.welford_row = welford_row;
   t.welford_standardize_row = welford_standardize_row;
   t.standardize_row = standardize_row;
+  t.shift_scale_row = shift_scale_row;
   return t;
 }
 
