@@ -280,3 +280,25 @@ def test_bad_constructor_arguments():
         _learner(on_full="drop")
     with pytest.raises(ValueError, match="checkpoint_interval needs checkpoint_dir"):
         _learner(checkpoint_interval=1.0)
+
+
+def test_validation_tracker_scores_snapshots_on_held_out_data():
+    X, y = _stream(6000)
+    Xv, yv = _stream(1000, seed=9)
+    with _learner(validation=(Xv, yv), validate_every=1000, publish_interval=0.005) as ol:
+        first = ol.snapshot.predictor.predict(Xv)
+        ol.ingest_many(X, y)
+        ol.flush()
+        history = ol.validation_history()
+        assert len(history) >= 2
+        assert history[-1]["learned"] == 6000
+        assert history[-1]["accuracy"] > 0.95
+        assert history[0]["log_loss"] > history[-1]["log_loss"]
+        expected = np.mean((ol.snapshot.predictor.predict(Xv)[:, 0] > 0.5) == (yv == 1))
+        assert history[-1]["accuracy"] == pytest.approx(expected)
+        assert ol.stats()["validation"] == history[-1]
+        assert first.shape == (1000, 1)
+    with pytest.raises(ValueError, match="outside the classes"):
+        _learner(validation=(Xv, np.full(len(yv), 7)))
+    with pytest.raises(ValueError, match="validate_every"):
+        _learner(validate_every=0)

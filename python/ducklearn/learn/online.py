@@ -146,6 +146,11 @@ class OnlineLearner:
         Examples in the rolling loss/accuracy shown by :meth:`stats`.
     callbacks : iterable of callables
         Called by the worker with :meth:`stats` after each publication.
+    validation : (records or rows, outcomes), optional
+        A held-out set scored by the published snapshot every ``validate_every`` learned
+        experiences (accuracy and log-loss for classifiers, MAE and RMSE for regressors);
+        see :meth:`validation_history`. Unlike the prequential rolling metrics it measures
+        the model on fixed data, so it shows forgetting as well as learning.
     seed : int
     start : bool
         Start the worker thread now (else call :meth:`start`).
@@ -158,8 +163,9 @@ class OnlineLearner:
                  on_full: str = "reject", block_timeout: float = 1.0, max_batch: int = 2048,
                  checkpoint_dir: str | None = None, checkpoint_interval: float | None = None,
                  keep_checkpoints: int = 3, metrics_window: int = 1000,
-                 callbacks: Iterable[Callable[[dict], None]] = (), seed: int = 0,
-                 start: bool = True):
+                 callbacks: Iterable[Callable[[dict], None]] = (),
+                 validation: tuple[Any, Any] | None = None, validate_every: int = 10_000,
+                 seed: int = 0, start: bool = True):
         if not isinstance(model, OnlineEstimator):
             raise TypeError(f"model must be a ducklearn estimator, got {type(model).__name__}")
         for name, value, low in (("publish_every", publish_every, 1),
@@ -192,6 +198,15 @@ class OnlineLearner:
         self.checkpoint_interval = checkpoint_interval
         self.keep_checkpoints = keep_checkpoints
         self._callbacks = list(callbacks)
+        if isinstance(validate_every, bool) or not isinstance(validate_every, int) or (
+            validate_every < 1
+        ):
+            raise ValueError(f"validate_every must be an integer >= 1, got {validate_every!r}")
+        self.validate_every = validate_every
+        self._validation_raw = validation
+        self._validation: tuple[np.ndarray, np.ndarray] | None = None
+        self._validation_history: list[dict[str, float]] = []
+        self._validated_at = 0
         self._seed = int(seed)
 
         # Queue of chunks: (kind, payload, outcomes, t_ingest, n) with kind "records" (a list
@@ -222,7 +237,10 @@ class OnlineLearner:
         else:
             self._setup_model(model, feature_names, classes)
         self._last_good = self._core.copy()
+        if validation is not None:
+            self._validation = self._validation_set(validation)
         self._publish(initial=True)
+        self._maybe_validate(force=True)  # the starting point of the history
         if start:
             self.start()
 
@@ -314,6 +332,7 @@ class OnlineLearner:
                 self._cond.wait(0.01 if left is None else min(left, 0.01))
         with self._core_lock:
             self._publish()
+        self._maybe_validate()
         return True
 
     # -- ingestion -----------------------------------------------------------------------
@@ -421,6 +440,7 @@ class OnlineLearner:
                     rate = (self._learned - done0) / (now - t0)
                     self._rate = rate if self._rate == 0.0 else 0.7 * self._rate + 0.3 * rate
                     t0, done0 = now, self._learned
+                self._maybe_validate()
                 self._notify_callbacks()
             if (self.checkpoint_interval is not None and
                     now - last_checkpoint >= self.checkpoint_interval):
@@ -576,6 +596,52 @@ class OnlineLearner:
                 self._oldest_unpublished = self._chunks[0][3]
         if oldest is not None and not initial:
             self._publish_latency.append(time.monotonic() - oldest)
+
+    def _validation_set(self, validation: Any) -> tuple[np.ndarray, np.ndarray]:
+        if not (isinstance(validation, tuple) and len(validation) == 2):
+            raise TypeError("validation must be a (records or rows, outcomes) pair")
+        X = self._rows_for(validation[0])
+        t, ok = self._encode_outcomes(np.asarray(validation[1]) if not isinstance(
+            validation[1], list) else validation[1])
+        if len(t) != len(X):
+            raise ValueError(f"validation has {len(X)} rows but {len(t)} outcomes")
+        if not ok.all():
+            raise ValueError("validation outcomes contain labels outside the classes or "
+                             "non-finite targets")
+        return X, t
+
+    def _maybe_validate(self, force: bool = False) -> None:
+        if self._validation is None:
+            return
+        if not force and self._learned - self._validated_at < self.validate_every:
+            return
+        X, t = self._validation
+        snap = self._snapshot
+        out = snap.predictor.predict(X)
+        task = self._core.task
+        entry: dict[str, float] = {"learned": float(snap.examples),
+                                   "snapshot_version": float(snap.version)}
+        if task == "regression":
+            err = out[:, 0].astype(np.float64) - t
+            entry.update(mae=float(np.mean(np.abs(err))), rmse=float(np.sqrt(np.mean(err**2))))
+        else:
+            if task == "binary":
+                p = np.clip(out[:, 0].astype(np.float64), 1e-12, 1 - 1e-12)
+                loss = -(t * np.log(p) + (1 - t) * np.log1p(-p))
+                correct = (p > 0.5) == (t > 0.5)
+            else:
+                p = np.clip(out[np.arange(len(t)), t.astype(np.int64)].astype(np.float64),
+                            1e-12, 1.0)
+                loss = -np.log(p)
+                correct = np.argmax(out, axis=1) == t
+            entry.update(accuracy=float(np.mean(correct)), log_loss=float(np.mean(loss)))
+        self._validation_history.append(entry)
+        del self._validation_history[:-10_000]  # bounded like every other buffer
+        self._validated_at = self._learned
+
+    def validation_history(self) -> list[dict[str, float]]:
+        """Held-out scores of the published snapshots over time (see ``validation``)."""
+        return list(self._validation_history)
 
     def _notify_callbacks(self) -> None:
         if not self._callbacks:
@@ -780,4 +846,5 @@ class OnlineLearner:
             "lr_scale": adapt["lr_scale"],
             "replay_size": self._core.replay_size,
             "worker_alive": self._thread is not None and self._thread.is_alive(),
+            "validation": self._validation_history[-1] if self._validation_history else None,
         }
