@@ -209,3 +209,32 @@ def test_construction_errors(tmp_path):
     s = open_store(str(tmp_path / "plain.db"))  # a plain path is SQLite
     assert s.backend == "sqlite"
     s.close()
+
+
+def test_current_reads_skip_future_rows_and_follow_deletes(store):
+    now = time.time()
+    store.put("user", "u1", {"v": 1}, event_time=now - 10)
+    store.put("user", "u1", {"v": 2}, event_time=now + 3600)  # scheduled, not yet valid
+    store.put("user", "u2", {"v": 3}, event_time=now - 5)
+    got = store.get_many("user", ["u1", "u2"], cached=False)
+    assert [dict(g) for g in got] == [{"v": 1}, {"v": 3}]
+    assert dict(store.get_many("user", ["u1"], as_of=now + 7200)[0]) == {"v": 2}
+    store.delete("user", "u2")
+    assert store.get_many("user", ["u2"], cached=False) == [None]
+
+
+def test_store_written_before_the_latest_index_still_reads(tmp_path):
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    s = FeatureStore(url)
+    s.put("user", "u1", {"v": 1}, event_time=100.0)
+    s.put("user", "u1", {"v": 2}, event_time=200.0)
+    s.close()
+    conn = sqlite3.connect(tmp_path / "old.db")  # as an older ducklearn left it
+    conn.execute("DROP TABLE ducklearn_features_latest")
+    conn.commit()
+    conn.close()
+    reopened = FeatureStore(url)
+    assert dict(reopened.get_many("user", ["u1"], cached=False)[0]) == {"v": 2}
+    reopened.close()

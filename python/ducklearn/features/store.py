@@ -169,6 +169,23 @@ class SQLiteBackend:
             )
             conn.execute(f"CREATE UNIQUE INDEX IF NOT EXISTS {t}_key ON {t} "
                          "(entity_type, entity_id, event_time)")
+            # The newest row of every entity, kept in the same transactions as the history:
+            # current reads become primary-key lookups instead of a per-id MAX over versions.
+            had_latest = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
+                (f"{t}_latest",)).fetchone() is not None
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {t}_latest (entity_type TEXT NOT NULL, "
+                "entity_id TEXT NOT NULL, event_time REAL NOT NULL, schema_version INTEGER "
+                "NOT NULL, kind INTEGER NOT NULL, payload BLOB NOT NULL, written_at REAL NOT "
+                "NULL)")
+            conn.execute(f"CREATE UNIQUE INDEX IF NOT EXISTS {t}_latest_key ON {t}_latest "
+                         "(entity_type, entity_id)")
+            if not had_latest:  # a store written before the table existed: derive it once
+                conn.execute(
+                    f"INSERT INTO {t}_latest SELECT * FROM {t} f WHERE event_time=(SELECT "
+                    f"MAX(event_time) FROM {t} g WHERE g.entity_type=f.entity_type AND "
+                    "g.entity_id=f.entity_id)")
             conn.execute(f"CREATE TABLE IF NOT EXISTS {t}_meta (key TEXT PRIMARY KEY, "
                          "value TEXT NOT NULL)")
             conn.execute(f"INSERT OR IGNORE INTO {t}_meta VALUES ('format_version', ?)",
@@ -196,12 +213,22 @@ class SQLiteBackend:
             conn = self._c()
             conn.execute("BEGIN IMMEDIATE")
             try:
+                values = [(entity_type, *r) for r in rows]
                 conn.executemany(
                     f"INSERT INTO {self.table} VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT "
                     "(entity_type, entity_id, event_time) DO UPDATE SET schema_version="
                     "excluded.schema_version, kind=excluded.kind, payload=excluded.payload, "
                     "written_at=excluded.written_at",
-                    [(entity_type, *r) for r in rows],
+                    values,
+                )
+                t = self.table
+                conn.executemany(
+                    f"INSERT INTO {t}_latest VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT "
+                    "(entity_type, entity_id) DO UPDATE SET event_time=excluded.event_time, "
+                    "schema_version=excluded.schema_version, kind=excluded.kind, "
+                    "payload=excluded.payload, written_at=excluded.written_at "
+                    f"WHERE excluded.event_time >= {t}_latest.event_time",
+                    values,
                 )
                 conn.execute("COMMIT")
             except BaseException:
@@ -218,10 +245,23 @@ class SQLiteBackend:
 
     def latest_many(self, entity_type: str, ids: Sequence[str], as_of: float) -> list[tuple]:
         out: list[tuple] = []
+        older: list[str] = []  # ids whose newest row is after as_of: need the history
         with self._lock:
             conn = self._c()
             for start in range(0, len(ids), _CHUNK):
                 chunk = ids[start:start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                for r in conn.execute(
+                    f"SELECT entity_id, event_time, schema_version, kind, payload, written_at "
+                    f"FROM {self.table}_latest WHERE entity_type=? AND entity_id IN ({marks})",
+                    (entity_type, *chunk),
+                ).fetchall():
+                    if r[1] <= as_of:
+                        out.append(r)
+                    else:
+                        older.append(r[0])
+            for start in range(0, len(older), _CHUNK):
+                chunk = older[start:start + _CHUNK]
                 marks = ",".join("?" * len(chunk))
                 # A correlated MAX per id walks the unique index once per id (measured 35%
                 # faster than grouping the IN list and joining back).
@@ -245,15 +285,33 @@ class SQLiteBackend:
 
     def delete(self, entity_type: str, entity_id: str) -> int:
         with self._lock:
-            cur = self._c().execute(
-                f"DELETE FROM {self.table} WHERE entity_type=? AND entity_id=?",
-                (entity_type, entity_id))
+            conn = self._c()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                cur = conn.execute(f"DELETE FROM {self.table} WHERE entity_type=? AND "
+                                   "entity_id=?", (entity_type, entity_id))
+                conn.execute(f"DELETE FROM {self.table}_latest WHERE entity_type=? AND "
+                             "entity_id=?", (entity_type, entity_id))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
             return cur.rowcount
 
     def purge_before(self, event_time: float) -> int:
         with self._lock:
-            cur = self._c().execute(f"DELETE FROM {self.table} WHERE event_time<?",
-                                    (event_time,))
+            conn = self._c()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                cur = conn.execute(f"DELETE FROM {self.table} WHERE event_time<?",
+                                   (event_time,))
+                # An entity whose newest row was purged has no rows left at all.
+                conn.execute(f"DELETE FROM {self.table}_latest WHERE event_time<?",
+                             (event_time,))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
             return cur.rowcount
 
     def count(self, entity_type: str | None) -> int:
