@@ -6,6 +6,7 @@
 #include "ducklearn/error.hpp"
 #include "ducklearn/kernels/gemm.hpp"
 #include "simd/kernels.hpp"
+#include "simd/packed_gemm.hpp"
 
 namespace ducklearn {
 namespace {
@@ -105,6 +106,12 @@ void Sequential::forward_block(const float* p, const float* X, int64_t n, Worksp
 
 void Sequential::forward_with(const float* p, const float* X, int64_t n, float* out,
                               Workspace& ws) const {
+  // Large enough batches repack the weights for the packed SIMD kernel (cheaper than the
+  // operand packing OpenBLAS repeats on every call); see simd/packed_gemm.hpp.
+  if (const simd::PackedModel* packed = simd::pack_for_batch(*this, p, n)) {
+    simd::forward_packed(*this, p, *packed, X, n, out, ws);
+    return;
+  }
   const int64_t block = n < kInferenceBlock ? n : kInferenceBlock;
   reserve(ws, block);
   const int64_t k = n_outputs();

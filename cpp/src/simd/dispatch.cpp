@@ -8,29 +8,6 @@
 namespace ducklearn::simd {
 namespace {
 
-struct Tables {
-  KernelTable generic_t = generic::make_table();
-#if DUCKLEARN_X86_SIMD
-  KernelTable avx2_t = avx2::make_table();
-  KernelTable avx512_t = avx512::make_table();
-#endif
-};
-
-const Tables& tables() {
-  static const Tables t;
-  return t;
-}
-
-const KernelTable* table_for(Target t) {
-  switch (t) {
-#if DUCKLEARN_X86_SIMD
-    case Target::AVX512: return &tables().avx512_t;
-    case Target::AVX2: return &tables().avx2_t;
-#endif
-    default: return &tables().generic_t;
-  }
-}
-
 bool cpu_has(Target t) {
 #if DUCKLEARN_X86_SIMD
   __builtin_cpu_init();
@@ -47,6 +24,32 @@ bool cpu_has(Target t) {
 #else
   return t == Target::Generic;
 #endif
+}
+
+struct Tables {
+  KernelTable generic_t = generic::make_table();
+#if DUCKLEARN_X86_SIMD
+  // make_table() is compiled for its own ISA too, and GCC stores the function pointers with
+  // vector moves of that ISA (512-bit ones in the AVX-512 table): build a table only on a CPU
+  // that runs it. The stand-in is never handed out (table_for sees supported targets only).
+  KernelTable avx2_t = cpu_has(Target::AVX2) ? avx2::make_table() : generic_t;
+  KernelTable avx512_t = cpu_has(Target::AVX512) ? avx512::make_table() : generic_t;
+#endif
+};
+
+const Tables& tables() {
+  static const Tables t;
+  return t;
+}
+
+const KernelTable* table_for(Target t) {
+  switch (t) {
+#if DUCKLEARN_X86_SIMD
+    case Target::AVX512: return &tables().avx512_t;
+    case Target::AVX2: return &tables().avx2_t;
+#endif
+    default: return &tables().generic_t;
+  }
 }
 
 // DUCKLEARN_SIMD=generic|avx2|avx512 caps the target (never above what the CPU has).

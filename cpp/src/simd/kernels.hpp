@@ -60,7 +60,31 @@ struct KernelTable {
   /// out = (x - mean) * inv for one row, with mean and inv (1 / std) precomputed per column.
   void (*shift_scale_row)(const double* mean, const double* inv, const float* x, float* out,
                           int64_t d);
+
+  // Inference GEMM on pre-packed weights (see packed_gemm.hpp). nullptr where the ISA has no
+  // such kernel: callers then keep the BLAS / gemv path. Every table that has one reads the
+  // layout below, so weights packed once serve any of them.
+  //
+  // Layout of W (n × k, row-major) packed: if n < kPackNarrow, W itself (n rows of k floats);
+  // otherwise ceil(n / kPackPanel) column panels, panel q holding columns
+  // [q kPackPanel, q kPackPanel + w) as k rows of w floats (W[q kPackPanel + j, p] at p w + j),
+  // w = kPackPanel except a last panel of at most kPackPanel / 2 columns, which is
+  // kPackPanel / 2 wide; columns past n are zero.
+
+  /// Packs W (n × k row-major) into packed_floats(n, k) floats at Wp (64-byte aligned).
+  void (*pack_weights)(const float* W, int64_t n, int64_t k, float* Wp);
+  /// Y = act(X Wᵀ + b): X m × k row-major, Wp from pack_weights, b n floats or nullptr,
+  /// Y m × n row-major (never aliasing X). Each output is the FMA chain over p = 0..k-1 in
+  /// order (n ≥ kPackNarrow) or a fixed 16-lane tree (n < kPackNarrow), plus b, then act:
+  /// a row's result never depends on m or on the other rows.
+  void (*gemm_packed)(const float* X, int64_t m, int64_t k, const float* Wp, const float* b,
+                      int64_t n, float* Y, int act, float alpha);
 };
+
+/** Columns per packed weight panel: two 16-float vectors. */
+constexpr int64_t kPackPanel = 32;
+/** Layers narrower than this keep W's rows and run as dot products (see KernelTable). */
+constexpr int64_t kPackNarrow = 4;
 
 /** The active table (thread-safe; chosen once on first use). */
 const KernelTable& kernels();

@@ -363,6 +363,15 @@ void shift_scale_row(const double* DL_RESTRICT mean, const double* DL_RESTRICT i
   }
 }
 
+#if DUCKLEARN_SIMD_PACKED_GEMM
+// The packed inference GEMM (see KernelTable::gemm_packed) is written with intrinsics, so the
+// ISA's own translation unit defines these after including this header, in this same unnamed
+// namespace (internal linkage, like everything above).
+void pack_weights(const float* W, int64_t n, int64_t k, float* Wp);
+void gemm_packed(const float* X, int64_t m, int64_t k, const float* Wp, const float* b,
+                 int64_t n, float* Y, int act, float alpha);
+#endif
+
 }  // namespace
 
 KernelTable make_table() {
@@ -385,6 +394,13 @@ KernelTable make_table() {
   t.welford_standardize_row = welford_standardize_row;
   t.standardize_row = standardize_row;
   t.shift_scale_row = shift_scale_row;
+#if DUCKLEARN_SIMD_PACKED_GEMM
+  t.pack_weights = pack_weights;
+  t.gemm_packed = gemm_packed;
+#else
+  t.pack_weights = nullptr;  // callers keep the BLAS / gemv path
+  t.gemm_packed = nullptr;
+#endif
   return t;
 }
 

@@ -48,9 +48,14 @@ class DUCKLEARN_EXPORT Predictor {
   void decision(const float* X, int64_t n, float* out, Workspace& ws) const;
 
  private:
+  struct Packed;  // defined in predictor.cpp (internal kernel layout)
+
   const Sequential model_;
   const std::unique_ptr<const RunningStats> scaler_;
   const Task task_;
+  /// model_'s weights packed once for the SIMD inference GEMM; null where the CPU has no
+  /// such kernel. Immutable, so copies share it.
+  const std::shared_ptr<const Packed> packed_;
 };
 
 }  // namespace ducklearn
