@@ -157,7 +157,8 @@ def test_async_callers_are_batched_on_the_event_loop(model):
 
 def test_priorities_order_the_queue(model):
     probe = probe_for(model, gate=True)
-    with PredictionServer(max_batch_size=1, max_wait_us=0, inline_us=0) as server:
+    # One batcher thread: the order of one queue, with a single batch held at the gate.
+    with PredictionServer(max_batch_size=1, max_wait_us=0, inline_us=0, workers=1) as server:
         serve_probe(server, "m", probe)
         results: dict[float, float] = {}
 
@@ -188,7 +189,7 @@ def test_priorities_order_the_queue(model):
 
 def test_deadline_fails_fast_and_is_never_computed(model):
     probe = probe_for(model, gate=True)
-    with PredictionServer(max_batch_size=1, max_wait_us=0, inline_us=0) as server:
+    with PredictionServer(max_batch_size=1, max_wait_us=0, inline_us=0, workers=1) as server:
         serve_probe(server, "m", probe)
         blocker = threading.Thread(target=server.predict, args=("m", row(1.0)),
                                    kwargs={"timeout": 10.0})
@@ -217,7 +218,7 @@ def test_deadline_fails_fast_and_is_never_computed(model):
 def test_overload_rejects_and_accepted_requests_meet_their_deadlines(model):
     probe = probe_for(model, gate=True)
     with PredictionServer(max_batch_size=4, max_wait_us=0, queue_capacity=8,
-                          inline_us=0) as server:
+                          inline_us=0, workers=1) as server:
         serve_probe(server, "m", probe)
         outcomes: list[str] = []
         lock = threading.Lock()
@@ -257,7 +258,7 @@ def test_overload_rejects_and_accepted_requests_meet_their_deadlines(model):
 
 def test_requests_that_cannot_meet_their_deadline_are_refused_at_once(model):
     probe = probe_for(model, gate=True)
-    with PredictionServer(max_batch_size=1, max_wait_us=0, inline_us=0) as server:
+    with PredictionServer(max_batch_size=1, max_wait_us=0, inline_us=0, workers=1) as server:
         serve_probe(server, "m", probe)
         server._endpoints["m"].batch_seconds = 0.05  # as if each batch took 50 ms
         threads = [threading.Thread(target=server.predict, args=("m", row(float(i))),
@@ -502,7 +503,7 @@ def test_bad_input_names_the_problem_and_the_server_keeps_serving(inputs, field,
 
 def test_close_drains_queued_requests_then_refuses(model):
     probe = probe_for(model, gate=True)
-    server = PredictionServer(max_batch_size=1, max_wait_us=0, inline_us=0)
+    server = PredictionServer(max_batch_size=1, max_wait_us=0, inline_us=0, workers=1)
     serve_probe(server, "m", probe)
     results = []
     threads = [threading.Thread(target=lambda i=i: results.append(

@@ -35,8 +35,9 @@ def running(model):
     probe.gate.set()
     # inline_us=0: the gated model blocks inside predict(), which must happen on a batcher
     # thread, never on the event loop (the registry tests cover the inline lane).
+    # One batcher thread: the overload test counts on one batch held at the gate.
     server = PredictionServer(max_batch_size=4, max_wait_us=100, queue_capacity=4,
-                              default_timeout=2.0, failure_threshold=50, inline_us=0)
+                              default_timeout=2.0, failure_threshold=50, inline_us=0, workers=1)
     server.add_model("m", model, version="1.2.0")
     serve_probe(server, "gated", probe, version="9.0.0", feature_names=model._feature_index)
     http = HTTPServer(server, port=0, max_body_bytes=4096, drain_timeout=5.0).start()
@@ -200,7 +201,7 @@ def test_health_and_readiness(running):
 
 def test_graceful_shutdown_drains_in_flight_requests(model):
     probe = probe_for(model, gate=True)
-    server = PredictionServer(max_batch_size=1, max_wait_us=0, inline_us=0)
+    server = PredictionServer(max_batch_size=1, max_wait_us=0, inline_us=0, workers=1)
     serve_probe(server, "gated", probe)
     http = HTTPServer(server, port=0, drain_timeout=5.0).start()
     results: list[tuple[int, dict]] = []
