@@ -268,6 +268,22 @@ void bind_stream(py::module_& m) {
           py::arg("x"), py::arg("index"),
           "P(y = 1) (binary) or the value (regression) for one dict record, as a float.")
       .def(
+          "predict_dict_class",
+          [](PyLearner& s, const py::dict& x, const py::dict& index, const py::list& classes) {
+            // predict_one of a binary classifier in one call: classes[P(y = 1) > 0.5].
+            float out[1];
+            {
+              std::lock_guard<std::mutex> lock(s.mu);
+              if (s.learner.n_outputs() != 1) throw py::value_error("model has several outputs");
+              decode_dict(s, x, index);
+              s.learner.predict(s.row.data(), 1, out, s.ws);
+            }
+            if (classes.size() != 2) throw py::value_error("classes must hold the two labels");
+            return classes[out[0] > 0.5f ? 1 : 0];
+          },
+          py::arg("x"), py::arg("index"), py::arg("classes"),
+          "The predicted label of a binary classifier for one dict record.")
+      .def(
           "predict_proba",
           [](PyLearner& s, const py::handle& X_obj) {
             // Class probabilities with both columns for binary models, filled in C++.

@@ -705,8 +705,8 @@ class ClassifierBase(OnlineEstimator):
         learner = getattr(self, "_learner", None)
         classes = getattr(self, "_class_list", None)
         if learner is not None and classes is not None and type(x) is dict:
-            # The hot per-record path: one C++ call returning a float.
-            return classes[learner.predict_dict_first(x, self._feature_index) > 0.5]
+            # The hot per-record path: one C++ call returning the label.
+            return learner.predict_dict_class(x, self._feature_index, classes)
         out = self._record_outputs(x)
         if out.shape[0] == 1:
             return self.classes_.tolist()[int(out[0] > 0.5)]
@@ -786,4 +786,7 @@ class RegressorBase(OnlineEstimator):
 
     def predict_one(self, x: Mapping) -> float:
         """Predicted value for one record."""
+        learner = getattr(self, "_learner", None)
+        if learner is not None and type(x) is dict and learner.n_outputs == 1:
+            return learner.predict_dict_first(x, self._feature_index)  # one C++ call
         return float(self._record_outputs(x)[0])

@@ -180,6 +180,53 @@ TEST(RunningStats, FusedUpdateStandardizeEqualsRowByRow) {
   expect_stats(fused, X, 0, n, "fused");
 }
 
+// standardize reuses its 1/std factors per thread while a state is unchanged: every kind of
+// change, and every copy, must be seen. The reference is computed here from the statistics
+// (no standardize call in between, which would evict the cached factors).
+TEST(RunningStats, StandardizeSeesEveryChangeAndEveryCopy) {
+  const int64_t d = 4, n = 30;
+  const auto X = make_rows(n, d, 707);
+  std::vector<float> got(static_cast<size_t>(d));
+  const float* probe = X.data() + 3 * d;
+  auto check = [&](const RunningStats& rs, const char* what) {
+    rs.standardize(probe, 1, got.data());
+    for (int64_t j = 0; j < d; ++j) {
+      const double var = rs.count()[j] > 0 ? rs.m2()[j] / rs.count()[j] : 0.0;
+      const double want = (probe[j] - rs.mean()[j]) * (var > 0 ? 1.0 / std::sqrt(var) : 1.0);
+      if (std::isnan(want)) {
+        EXPECT_TRUE(std::isnan(got[j])) << what;
+      } else {
+        EXPECT_TRUE(Close(got[j], want, 1e-6, 1e-6)) << what << ", column " << j;
+      }
+    }
+  };
+  RunningStats a(d);
+  a.update(X.data(), 10);
+  check(a, "update");
+  std::vector<float> scratch(X.size());
+  a.update_standardize(X.data() + 10 * d, 5, scratch.data());
+  check(a, "update_standardize");
+  a.update_minmax(X.data() + 15 * d, 5, scratch.data());
+  check(a, "update_minmax");
+  RunningStats b(a);  // a copy, then both change differently
+  a.update(X.data() + 20 * d, 5);
+  b.update(X.data() + 25 * d, 5);
+  check(a, "original after copy");
+  check(b, "copy");
+  b = a;
+  check(b, "assignment");
+  b.update(X.data() + 5 * d, 5);
+  check(b, "assigned, then changed");
+  check(a, "assigned from, unchanged");
+  a.merge(b);
+  check(a, "merge");
+  b.load(a.count(), a.mean(), a.m2(), a.min(), a.max());
+  check(b, "load");
+  check(a, "loaded from");
+  a.reset();
+  check(a, "reset");
+}
+
 TEST(RunningStats, MinMaxScaling) {
   RunningStats rs(3);
   const std::vector<float> X = {1.0f,  5.0f, 2.0f,   // row 0

@@ -318,6 +318,10 @@ class Learner:
         """
     def predict_dict(self, x: dict, index: dict) -> numpy.typing.NDArray[numpy.float32]:
         ...
+    def predict_dict_class(self, x: dict, index: dict, classes: list) -> typing.Any:
+        """
+        The predicted label of a binary classifier for one dict record.
+        """
     def predict_dict_first(self, x: dict, index: dict) -> float:
         """
         P(y = 1) (binary) or the value (regression) for one dict record, as a float.

@@ -16,6 +16,9 @@ namespace ducklearn {
 class DUCKLEARN_EXPORT RunningStats {
  public:
   explicit RunningStats(int64_t d);
+  // A copy is a new state: it gets its own identity (see `standardize`).
+  RunningStats(const RunningStats& o);
+  RunningStats& operator=(const RunningStats& o);
 
   int64_t dim() const { return d_; }
 
@@ -25,7 +28,11 @@ class DUCKLEARN_EXPORT RunningStats {
   void merge(const RunningStats& other);
   void reset();
 
-  /** out = (x - mean) / std for n rows using current statistics (std = 1 while var = 0). */
+  /**
+   * out = (x - mean) / std for n rows using current statistics (std = 1 while var = 0).
+   * The 1/std factors are kept per thread and reused while this state is unchanged, so a
+   * one-row call costs a subtract-multiply per column, not a square root and two divisions.
+   */
   void standardize(const float* X, int64_t n, float* out) const;
   /** For each row in order: update with it, then standardize it (fused, one pass). */
   void update_standardize(const float* X, int64_t n, float* out);
@@ -48,6 +55,12 @@ class DUCKLEARN_EXPORT RunningStats {
 
  private:
   void update_minmax_row(const float* x);
+  void touch() { ++version_; }
+
+  // (id_, version_) names the current contents: id_ is unique per object (copies included),
+  // version_ grows with every change. Used to key the per-thread cache of 1/std factors.
+  uint64_t id_;
+  uint64_t version_ = 0;
 
   int64_t d_;
   AlignedVector<double> count_, mean_, m2_;
