@@ -484,8 +484,9 @@ def render(r: dict[str, Any], command: str) -> str:
         "",
         "- In process, the asyncio callers are batched on their own event loop (the model's "
         "full batch costs microseconds, less than a hand-off to a batcher thread); threads "
-        "go through the batcher thread, where each request costs two thread wake-ups and a "
-        "GIL hand-off, which is what bounds their tail on two shared cores.",
+        "go through the C++ batcher (`_core.Batcher`, two workers): a caller releases the "
+        "GIL for its whole wait and the workers never take it, so what is left of their tail "
+        "is the interpreter handing its lock between 16 threads on two shared cores.",
         f"- HTTP runs `ducklearn serve` in its own process; {h['tool']} runs on the same two "
         "cores. Ray Serve gets the same registry, model, batching settings and load.",
         f"- Overload: `heavy` (MLP 64-4096-4096-1) served with max_batch_size=1, "

@@ -14,6 +14,7 @@ void bind_features(py::module_& m);
 void bind_feature_plan(py::module_& m);
 void bind_stream(py::module_& m);
 void bind_adaptive(py::module_& m);
+void bind_serving(py::module_& m);
 void bind_cuda(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
@@ -36,6 +37,7 @@ PYBIND11_MODULE(_core, m) {
   bind_feature_plan(features);
   bind_stream(m);
   bind_adaptive(m);
+  bind_serving(m);
   auto cuda = m.def_submodule("cuda", "CUDA entry points on device pointers");
   bind_cuda(cuda);
 }

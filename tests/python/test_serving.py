@@ -1,5 +1,7 @@
 """The in-process PredictionServer: batching, priorities, deadlines, backpressure, hot swap,
-circuit breaker with fallback, registry aliases, learner snapshots and bad input.
+circuit breaker with fallback, registry aliases, learner snapshots and bad input; threads go
+through the C++ batcher, asyncio callers through their event loop's lane or (a slow model)
+the same batcher.
 
 Load tests are bounded in count and time; models are tiny so the suite stays fast on two
 shared cores. ``Probe`` wraps a real snapshot predictor to count, gate, slow down or fail
@@ -284,6 +286,115 @@ def test_requests_that_cannot_meet_their_deadline_are_refused_at_once(model):
         assert 8.0 not in probe.ids() and 9.0 in probe.ids()
 
 
+def test_a_caller_whose_request_is_being_computed_returns_only_after_its_batch(model):
+    probe = probe_for(model, gate=True)
+    with PredictionServer(max_batch_size=1, max_wait_us=0, inline_us=0, workers=1) as server:
+        serve_probe(server, "m", probe)
+        outcome: list = []
+
+        def call() -> None:
+            try:
+                server.predict("m", row(1.0), timeout=0.05)
+            except DeadlineExceeded as exc:
+                outcome.append(str(exc))
+
+        caller = threading.Thread(target=call)
+        caller.start()
+        assert probe.entered.wait(5)  # taken in time, now held mid-batch
+        caller.join(0.2)  # well past its deadline: the worker still writes into its buffer
+        assert caller.is_alive() and not outcome
+        probe.gate.set()
+        caller.join(10)
+        assert outcome == ["deadline passed while computing"]
+
+
+def test_a_failing_batch_counts_once_against_the_breaker(model):
+    probe = probe_for(model, gate=True)
+    fallback = lambda X: np.full((len(X), 1), 0.5, np.float32)  # noqa: E731
+    with PredictionServer(max_batch_size=8, max_wait_us=0, inline_us=0, workers=1,
+                          failure_threshold=3) as server:
+        serve_probe(server, "m", probe, fallback=fallback)
+        probe.fail = True
+        answers: list = []
+        threads = [threading.Thread(target=lambda i=i: answers.append(
+            server.predict("m", row(float(i)), timeout=5.0))) for i in range(5)]
+        threads[0].start()
+        assert probe.entered.wait(5)
+        for t in threads[1:]:
+            t.start()
+        deadline = time.monotonic() + 5
+        while server.models()["m"]["queued_rows"] < 4:
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        probe.gate.set()
+        for t in threads:
+            t.join(10)
+        # Two failed batches (1 request, then 4): two failures, not five; the breaker stays
+        # closed and every caller got the marked fallback.
+        assert probe.calls == 2
+        assert server.metrics()["m"]["errors"]["model:RuntimeError"] == 2
+        assert server.models()["m"]["breaker"] == "closed"
+        assert len(answers) == 5 and all(p.fallback for p in answers)
+
+
+def test_asyncio_callers_of_a_slow_model_are_batched_in_the_batcher(model):
+    # inline_us=0: as for a model too slow to compute on the event loop.
+    with PredictionServer(max_batch_size=64, max_wait_us=2000, inline_us=0) as server:
+        server.add_model("m", model, version="3")
+        X = np.random.default_rng(6).normal(size=(48, D)).astype(np.float32)
+
+        async def main():
+            return await asyncio.gather(*(server.apredict("m", X[i], timeout=5.0)
+                                          for i in range(len(X))))
+
+        preds = asyncio.run(main())
+        np.testing.assert_allclose(np.concatenate([p.values for p in preds]),
+                                   model.predict_proba(X)[:, 1:], rtol=1e-5, atol=1e-6)
+        assert {p.version for p in preds} == {"3"}
+        m = server.metrics()["m"]
+        _, _, total, n_batches = m["batch_size"]
+        assert total == 48 and n_batches < 48 and m["requests"] == 48
+
+
+def test_closing_without_drain_refuses_queued_asyncio_requests(model):
+    probe = probe_for(model, gate=True)
+    server = PredictionServer(max_batch_size=1, max_wait_us=0, inline_us=0, workers=1)
+    serve_probe(server, "m", probe)
+
+    async def main():
+        tasks = [asyncio.ensure_future(server.apredict("m", row(float(i)), timeout=10.0))
+                 for i in range(3)]
+        deadline = time.monotonic() + 5
+        while not (probe.entered.is_set() and server.models()["m"]["queued_rows"] == 2):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.001)
+        # The batch being computed is held: close gives up waiting for it after 0.1 s ...
+        await asyncio.to_thread(server.close, drain=False, timeout=0.1)
+        probe.gate.set()  # ... and it still completes
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    first, *rest = asyncio.run(main())
+    assert not isinstance(first, BaseException) and first.version == "1"
+    assert [type(r) for r in rest] == [ShuttingDown, ShuttingDown]
+
+
+def test_threads_and_asyncio_callers_add_up_in_the_metrics(model):
+    with PredictionServer(max_batch_size=16, max_wait_us=100) as server:
+        server.add_model("m", model)
+        X = np.random.default_rng(7).normal(size=(20, D)).astype(np.float32)
+        for i in range(10):  # threads: the C++ batcher
+            server.predict("m", X[i:i + 1])
+
+        async def main():  # asyncio: the event loop's lane (a fast model)
+            return await asyncio.gather(*(server.apredict("m", X[i:i + 1]) for i in range(10)))
+
+        asyncio.run(main())
+        m = server.metrics()["m"]
+        assert m["requests"] == 20 and m["rows"] == 20
+        assert m["latency"][3] == 20 and m["batch_size"][2] == 20
+        assert m["queued_rows"] == 0 and m["in_flight_rows"] == 0
+
+
 # -- hot swap ----------------------------------------------------------------------------------
 
 def test_hot_swap_under_load_has_no_failures_and_labels_every_answer():
@@ -471,6 +582,56 @@ def test_learner_snapshots_are_served_as_they_are_published():
         learner.close()
 
 
+def test_learner_endpoints_swap_each_published_snapshot_into_the_batcher():
+    model = fit_model(names=True)
+    learner = OnlineLearner(model, publish_every=50, publish_interval=10.0)
+    try:
+        server = PredictionServer()
+        server.add_learner("live", learner)
+        ep = server._endpoints["live"]
+        assert ep.batcher.version == learner.snapshot.version
+        rng = np.random.default_rng(8)
+        X = rng.normal(size=(300, D))
+        learner.ingest_many([{f"f{j}": float(v) for j, v in enumerate(r)} for r in X],
+                            (X[:, 0] > 0).astype(int).tolist())
+        assert learner.flush(10)
+        # Swapped at publication, not at the next request.
+        assert ep.batcher.version == learner.snapshot.version > 1
+        before = learner.snapshot.version
+        server.close()
+        assert not learner._publish_listeners  # closing unhooks the endpoint
+        learner.ingest_many([{"f0": 1.0}], [1])
+        assert learner.flush(10) and learner.snapshot.version > before
+        assert ep.batcher.version == before
+    finally:
+        learner.close()
+
+
+def test_publish_listeners_see_every_snapshot_and_cannot_break_publishing():
+    model = fit_model(names=True)
+    learner = OnlineLearner(model, publish_every=10, publish_interval=10.0, start=False)
+    seen: list[int] = []
+
+    def broken(snap):
+        raise RuntimeError("listener bug")
+
+    learner.add_publish_listener(broken)
+    learner.add_publish_listener(lambda snap: seen.append(snap.version))
+    with pytest.raises(TypeError, match="callable"):
+        learner.add_publish_listener(42)
+    learner.start()
+    try:
+        for k in range(3):
+            learner.ingest_many([{"f0": float(k)}] * 10, [k % 2] * 10)
+            assert learner.flush(10)
+        assert seen and seen == sorted(seen) and seen[-1] == learner.snapshot.version
+        learner.remove_publish_listener(broken)
+        learner.remove_publish_listener(broken)  # not an error
+        assert len(learner._publish_listeners) == 1
+    finally:
+        learner.close()
+
+
 # -- bad input, lifecycle ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("inputs, field, message", [
@@ -478,6 +639,7 @@ def test_learner_snapshots_are_served_as_they_are_published():
     ([[1, 2, "x", 4]], "inputs[0][2]", "must be a number, got str"),
     ([[1, 2, None, 4]], "inputs[0][2]", "must be a number, got NoneType"),
     ([1.0, float("nan"), 0, 0], "inputs[1]", "must be finite"),
+    (np.array([[0, 0, 0, 0], [0, np.nan, 0, 0]], np.float32), "inputs[1][1]", "must be finite"),
     ([[0, 0, 0, 0], [0, float("inf"), 0, 0]], "inputs[1][1]", "must be finite"),
     ([], "inputs", "no inputs"),
     ([[1, 2], [1, 2, 3]], "inputs", "equal length"),
@@ -499,6 +661,8 @@ def test_bad_input_names_the_problem_and_the_server_keeps_serving(inputs, field,
             server.predict("m", [0, 0, 0, 0], timeout="soon")
         with pytest.raises(BadInput, match="priority"):
             server.predict("m", [0, 0, 0, 0], priority=1.5)
+        # Beyond the batcher's int: ranks like the largest, still answered.
+        assert server.predict("m", [0, 0, 0, 0], priority=10**30).values.shape == (1, 1)
 
 
 def test_close_drains_queued_requests_then_refuses(model):

@@ -9,7 +9,7 @@ import typing
 from . import kernels
 from . import features
 from . import cuda
-__all__: list[str] = ['ADWIN', 'AdaptationConfig', 'AdaptiveLearner', 'CudaUnavailableError', 'DucklearnError', 'HAS_BLAS', 'HAS_CUDA', 'Learner', 'Optimizer', 'OptimizerConfig', 'PageHinkley', 'PlateauDetector', 'Predictor', 'ReplayBuffer', 'ScheduleConfig', 'Sequential', 'backend_info', 'blas_threads', 'cuda', 'features', 'kernels', 'set_blas_threads', 'set_simd_target']
+__all__: list[str] = ['ADWIN', 'AdaptationConfig', 'AdaptiveLearner', 'BatchTicket', 'Batcher', 'CudaUnavailableError', 'DucklearnError', 'HAS_BLAS', 'HAS_CUDA', 'Learner', 'Optimizer', 'OptimizerConfig', 'PageHinkley', 'PlateauDetector', 'Predictor', 'ReplayBuffer', 'ScheduleConfig', 'Sequential', 'all_finite', 'backend_info', 'blas_threads', 'cuda', 'features', 'kernels', 'set_blas_threads', 'set_simd_target']
 class DucklearnError(RuntimeError):
     pass
 class CudaUnavailableError(RuntimeError):
@@ -702,6 +702,67 @@ class AdaptiveLearner:
     @property
     def task(self) -> str:
         ...
+class BatchTicket:
+    """
+    A request queued by Batcher.submit (opaque; pass it to cancel()).
+    """
+class Batcher:
+    """
+    Dynamic batching in C++: worker threads gather queued rows into batches, compute each with one model call (GIL released for a _core.Predictor) and answer every caller.
+    """
+    DEADLINE: typing.ClassVar[int] = 1
+    ERROR: typing.ClassVar[int] = 4
+    OK: typing.ClassVar[int] = 0
+    OVERLOADED: typing.ClassVar[int] = 2
+    SHUTTING_DOWN: typing.ClassVar[int] = 3
+    def __init__(self, predictor: typing.Any, version: typing.SupportsInt | typing.SupportsIndex, max_batch_rows: typing.SupportsInt | typing.SupportsIndex = 64, max_wait_us: typing.SupportsFloat | typing.SupportsIndex = 200.0, queue_capacity_rows: typing.SupportsInt | typing.SupportsIndex = 10000, workers: typing.SupportsInt | typing.SupportsIndex = 2, *, admit_share: typing.SupportsFloat | typing.SupportsIndex = 0.75, service_seconds: typing.SupportsFloat | typing.SupportsIndex = 0.0, latency_buckets: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] = [], batch_buckets: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] = [], resolver: typing.Any = None) -> None:
+        """
+        predictor: a _core.Predictor (computed without the GIL) or any object with predict(X), n_inputs and n_outputs. resolver(items) is called on each event loop with [(token, outcome), ...] for tickets from submit().
+        """
+    def cancel(self, ticket: BatchTicket) -> bool:
+        """
+        Withdraws a ticket still queued (True; it is never computed nor reported).
+        """
+    def close(self, drain: bool = True, timeout_s: typing.Any = None) -> bool:
+        """
+        Stops intake; with drain, answers what was accepted first (up to timeout_s). True once every worker has stopped.
+        """
+    def predict(self, X: typing.Any, timeout_s: typing.Any = None, priority: typing.Any = 0) -> tuple:
+        """
+        Blocks until X (float32, C-contiguous, n × n_inputs) is answered. Returns (out, status, version, info): out (n × n_outputs) when status is OK, else None; info is None (OK, SHUTTING_DOWN) or a dict: DEADLINE {computed, queue_seconds, compute_seconds, batch}, OVERLOADED {queued_rows, expected_wait_seconds} (expected_wait_seconds > 0: refused by admission control), ERROR {error (the exception), message, batch}.
+        """
+    def set_service_seconds(self, seconds: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        """
+        Replaces admission control's estimate of one batch's service time.
+        """
+    def stats(self) -> dict:
+        """
+        Counters, queue state and histograms ((bounds, counts, sum, count), counts non-cumulative) since construction.
+        """
+    def submit(self, X: typing.Any, timeout_s: typing.Any, priority: typing.Any, loop: typing.Any, token: typing.Any) -> tuple:
+        """
+        Queues X without blocking: (ticket, None), and later resolver(items) runs on `loop` (call_soon_threadsafe) with (token, outcome) for it; or (None, outcome) when refused at once. token is any object the resolver needs back.
+        """
+    def swap(self, predictor: typing.Any, version: typing.SupportsInt | typing.SupportsIndex) -> None:
+        """
+        Later batches compute with `predictor`, labelled `version`; running ones finish with theirs.
+        """
+    @property
+    def closed(self) -> bool:
+        ...
+    @property
+    def n_inputs(self) -> int:
+        ...
+    @property
+    def n_outputs(self) -> int:
+        ...
+    @property
+    def version(self) -> int:
+        ...
+def all_finite(X: typing.Any) -> bool:
+    """
+    Whether every entry of a C-contiguous float32 array is finite: one pass, no temporaries (a request's validation, on the caller's thread with the GIL held).
+    """
 def backend_info() -> dict:
     ...
 def blas_threads() -> int:

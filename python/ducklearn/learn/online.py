@@ -198,6 +198,7 @@ class OnlineLearner:
         self.checkpoint_interval = checkpoint_interval
         self.keep_checkpoints = keep_checkpoints
         self._callbacks = list(callbacks)
+        self._publish_listeners: tuple[Callable[[Snapshot], None], ...] = ()
         if isinstance(validate_every, bool) or not isinstance(validate_every, int) or (
             validate_every < 1
         ):
@@ -586,7 +587,12 @@ class OnlineLearner:
     def _publish(self, initial: bool = False) -> None:
         predictor = self._core.snapshot()
         self._version += 1
-        self._snapshot = Snapshot(predictor, self._version, time.time(), self._learned)
+        snap = self._snapshot = Snapshot(predictor, self._version, time.time(), self._learned)
+        for listener in self._publish_listeners:
+            try:
+                listener(snap)
+            except Exception:  # a broken listener must not stop learning or publishing
+                log.exception("publish listener %r failed", listener)
         if not initial:
             self._last_good = self._core.copy()
         with self._cond:
@@ -642,6 +648,26 @@ class OnlineLearner:
     def validation_history(self) -> list[dict[str, float]]:
         """Held-out scores of the published snapshots over time (see ``validation``)."""
         return list(self._validation_history)
+
+    def add_publish_listener(self, listener: Callable[[Snapshot], None]) -> None:
+        """Call ``listener(snapshot)`` right after each publication, on the publishing thread
+        (the worker, or the caller of :meth:`flush` / :meth:`close`). Publications from
+        different threads may interleave, so a listener that must not go back in time
+        compares ``snapshot.version`` with the last one it saw. Keep it quick (it delays
+        learning) and non-blocking; its exceptions are logged and ignored. A prediction
+        server uses it to swap each snapshot into its batcher as it is published.
+        """
+        if not callable(listener):
+            raise TypeError(f"listener must be callable, got {type(listener).__name__}")
+        # Copy-on-write: publishing iterates the tuple without a lock.
+        with self._cond:
+            self._publish_listeners = (*self._publish_listeners, listener)
+
+    def remove_publish_listener(self, listener: Callable[[Snapshot], None]) -> None:
+        """Stop calling ``listener`` (no error if it was not added)."""
+        with self._cond:
+            self._publish_listeners = tuple(x for x in self._publish_listeners
+                                            if x is not listener)
 
     def _notify_callbacks(self) -> None:
         if not self._callbacks:

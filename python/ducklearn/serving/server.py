@@ -1,26 +1,33 @@
 """In-process prediction server: dynamic batching, deadlines, backpressure, hot swap and a
 circuit breaker with fallback.
 
-Every served model is an *endpoint* with its own bounded priority queue and batcher
-threads. A request's rows (a feature matrix, or records turned into rows in the caller's
-thread, so bad input fails there and never reaches the queue) wait until the batch is full
-(``max_batch_size`` rows) or the oldest request has waited ``max_wait_us``; the batch is then
-computed with one call into C++ (GIL released) and the results split back. A request whose
-deadline passes while queued fails fast (the caller gets :class:`DeadlineExceeded` at its
-deadline) and is never computed; a full queue rejects at once (:class:`Overloaded`), so the
-queue can never grow without bound.
+Every served model is an *endpoint*. A request's rows (a feature matrix, or records turned
+into rows in the caller's thread, so bad input fails there and never reaches the queue) go
+to the endpoint's batcher, which is C++ (``_core.Batcher``): they wait in a bounded priority
+queue until the batch is full (``max_batch_size`` rows) or the oldest request has waited
+``max_wait_us``; a worker thread then computes the batch with one model call and writes each
+caller's rows straight back. A calling thread releases the GIL for its whole wait, and the
+workers never need it for a ``_core.Predictor``, so callers do not compete with the batcher
+for the interpreter. A request whose deadline passes while queued fails fast (the caller gets
+:class:`DeadlineExceeded` at its deadline) and is never computed; a full queue rejects at
+once (:class:`Overloaded`), so the queue can never grow without bound.
+
+Asyncio callers of a model whose whole batch costs microseconds are batched on their own
+event loop instead (see :class:`_AsyncLane`): there, a hand-off to another thread would cost
+more than the batch. Those of a slower model queue in the same C++ batcher without blocking
+the loop (tickets, answered on the loop).
 
 An endpoint reads its model from a *source*: a fixed version (hot-swapped atomically after
 warm-up when a registry alias moves) or a live :class:`~ducklearn.learn.OnlineLearner`,
-whose latest snapshot each batch picks up. A batch holds the version it started with, so
-in-flight requests finish on the old version while new ones go to the new; every response
-says which version computed it.
+whose every published snapshot is swapped in as it is published. A batch holds the version
+it started with, so in-flight requests finish on the old version while new ones go to the
+new; every response says which version computed it.
 
-Errors never take the server down: a batch that fails (or runs past its requests'
-deadlines) counts against the endpoint's circuit breaker; the breaker opens after
-``failure_threshold`` consecutive failures, sends requests to the fallback (responses
-marked ``fallback=True``) and closes again after a successful probe once ``reset_timeout``
-has passed.
+Errors never take the server down: a batch that fails (or is slower than its requests' whole
+time budget) counts against the endpoint's circuit breaker; the breaker opens after
+``failure_threshold`` consecutive failures, sends requests to the fallback (responses marked
+``fallback=True``) and closes again after a successful probe once ``reset_timeout`` has
+passed.
 
 Examples
 --------
@@ -39,18 +46,20 @@ Examples
 from __future__ import annotations
 
 import asyncio
-import heapq
+import collections
 import itertools
 import logging
 import math
 import threading
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from ducklearn import _core
 
 __all__ = [
     "PredictionServer", "Prediction", "ServingError", "Overloaded", "DeadlineExceeded",
@@ -59,6 +68,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
 
 
 class ServingError(RuntimeError):
@@ -143,7 +153,7 @@ class Prediction:
 
 class CircuitBreaker:
     """closed -> (failure_threshold consecutive failures) -> open -> (reset_timeout) ->
-    half-open: one probe batch; success closes, failure reopens."""
+    half-open: one probe; success closes, failure reopens."""
 
     def __init__(self, failure_threshold: int = 5, reset_timeout: float = 5.0):
         if isinstance(failure_threshold, bool) or not isinstance(failure_threshold, int) or (
@@ -165,18 +175,32 @@ class CircuitBreaker:
         self.opens = 0
 
     def allow(self) -> bool:
-        """Whether the next batch may use the model (in half-open state: only one probe)."""
+        """Whether the next request may use the model (in half-open state: only one probe)."""
+        return self.admit() is not None
+
+    def admit(self) -> str | None:
+        """``"closed"`` (use the model), ``"probe"`` (use it as the half-open probe: report
+        its outcome, or :meth:`release` it if it never reached the model) or None (do not)."""
+        if self.state == "closed":  # the common case, without the lock: one attribute read
+            return "closed"
         with self._lock:
             if self.state == "closed":
-                return True
+                return "closed"
             if self.state == "open" and time.monotonic() - self.opened_at >= self.reset_timeout:
                 self.state = "half_open"
             if self.state == "half_open" and not self._probing:
                 self._probing = True
-                return True
-            return False
+                return "probe"
+            return None
+
+    def release(self) -> None:
+        """The probe never reached the model (refused, expired): let another one try."""
+        with self._lock:
+            self._probing = False
 
     def success(self) -> None:
+        if self.state == "closed" and not self.failures:  # nothing to reset: no lock
+            return
         with self._lock:
             self.state, self.failures, self._probing = "closed", 0, False
 
@@ -190,53 +214,56 @@ class CircuitBreaker:
                 self.state, self.opened_at = "open", time.monotonic()
 
 
+# Batcher statuses (see _core.Batcher.predict).
+_OK = _core.Batcher.OK
+_DEADLINE = _core.Batcher.DEADLINE
+_OVERLOADED = _core.Batcher.OVERLOADED
+_SHUTTING_DOWN = _core.Batcher.SHUTTING_DOWN
+_ERROR = _core.Batcher.ERROR
+
+# Admission control: a request is queued only if the work ahead of it is expected to take at
+# most this share of its timeout. The estimate is an average and service times vary with
+# load (other processes, the GIL for asyncio callers), so the rest of the budget absorbs the
+# variance.
+_ADMIT_SHARE = 0.75
+
+# Latency histogram buckets (seconds), shared by every endpoint, its C++ batcher and the
+# HTTP exporter.
+LATENCY_BUCKETS = (5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25,
+                   0.5, 1.0, math.inf)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, math.inf)
+
+
 class _Request:
-    """One caller's rows on their way through the queue.
+    """One asyncio caller's rows waiting in its event loop's lane (see :class:`_AsyncLane`)."""
 
-    The caller waits on ``signal`` (a lock held from creation and released by
-    :meth:`finish`): cheaper than an Event, which builds a Condition per wait. Asyncio
-    callers attach ``loop`` and ``afut`` *before* the request is queued, so the batcher
-    never misses them.
-    """
-
-    __slots__ = ("rows", "records", "n", "deadline", "key", "enqueued", "done", "result",
-                 "error", "loop", "afut", "cancelled", "signal")
+    __slots__ = ("rows", "records", "n", "deadline", "key", "enqueued", "result", "error",
+                 "afut", "cancelled")
 
     def __init__(self, rows: np.ndarray, records: Any, deadline: float, key: tuple,
-                 loop: asyncio.AbstractEventLoop | None = None,
-                 afut: asyncio.Future | None = None) -> None:
+                 afut: asyncio.Future) -> None:
         self.rows, self.records, self.n = rows, records, len(rows)
         self.deadline, self.key = deadline, key
         self.enqueued = time.monotonic()
-        self.done = False
         self.result: Prediction | None = None
         self.error: BaseException | None = None
-        self.loop, self.afut = loop, afut
+        self.afut = afut
         self.cancelled = False
-        self.signal: threading.Lock | None = None
-        if afut is None:
-            self.signal = threading.Lock()
-            self.signal.acquire()
 
-    def __lt__(self, other: _Request) -> bool:
-        return self.key < other.key
-
-    def finish(self, result: Prediction | None, error: BaseException | None) -> bool:
-        """Settle the request once (the batcher's thread only); asyncio futures are resolved
-        by the caller of this method (see :func:`_settle`). False if already settled."""
-        if self.done:
-            return False
+    def finish(self, result: Prediction | None, error: BaseException | None) -> None:
         self.result, self.error = result, error
-        self.done = True
-        if self.signal is not None:
-            self.signal.release()
-        return True
 
-    def wait(self, timeout: float | None) -> bool:
-        assert self.signal is not None
-        if self.done:
-            return True
-        return self.signal.acquire(timeout=-1 if timeout is None else max(timeout, 0.0))
+
+class _Pending:
+    """What answering an asyncio request queued in the C++ batcher needs: the batcher hands
+    it back, with the outcome, to :func:`_ticket_resolver` on the request's event loop."""
+
+    __slots__ = ("fut", "rows", "records", "timeout", "started", "probe")
+
+    def __init__(self, fut: asyncio.Future, rows: np.ndarray, records: Any,
+                 timeout: float | None, started: float, probe: bool) -> None:
+        self.fut, self.rows, self.records = fut, rows, records
+        self.timeout, self.started, self.probe = timeout, started, probe
 
 
 def _resolve_futures(items: list[tuple[asyncio.Future, Any, BaseException | None]]) -> None:
@@ -249,29 +276,39 @@ def _resolve_futures(items: list[tuple[asyncio.Future, Any, BaseException | None
             fut.set_result(result)
 
 
-def _settle(requests: Sequence[_Request]) -> None:
-    """Wake the asyncio callers among finished requests: one call_soon_threadsafe per event
-    loop per batch rather than per request (each call writes to the loop's self-pipe)."""
-    by_loop: dict[Any, list] = {}
-    for req in requests:
-        if req.afut is not None and req.loop is not None:
-            by_loop.setdefault(req.loop, []).append((req.afut, req.result, req.error))
-    for loop, items in by_loop.items():
-        try:
-            loop.call_soon_threadsafe(_resolve_futures, items)
-        except RuntimeError:  # that loop was closed: its callers are gone
-            pass
+def _ticket_resolver(ref: weakref.ReferenceType) -> Callable[[list], None]:
+    """The batcher's callback on an event loop, with [(pending, outcome), ...] of one batch.
+    It holds its endpoint weakly: the batcher (C++) must not keep the endpoint alive."""
 
+    def resolve(items: list) -> None:
+        ep = ref()
+        for pending, outcome in items:
+            fut = pending.fut
+            if ep is None:
+                if not fut.done():
+                    fut.set_exception(ShuttingDown("the model was removed"))
+                continue
+            waiting = not fut.done()
+            try:
+                result = ep._settle(outcome, pending.rows, pending.records, pending.timeout,
+                                    pending.started, pending.probe, answer=waiting)
+            except ServingError as exc:
+                if waiting:
+                    fut.set_exception(exc)
+                continue
+            except Exception as exc:  # a bug must cost one request, never the event loop
+                log.exception("answering a request of model %r failed", ep.name)
+                ep._count_error("internal")
+                if waiting:
+                    fut.set_exception(ServingError(f"internal error: {exc}"))
+                continue
+            if waiting:
+                fut.set_result(result)
+            elif outcome[1] == _OK and not fut.cancelled():
+                # Computed in time, but its caller's timer fired first: it saw a deadline.
+                ep._count_error("deadline")
 
-# Admission control: a request is queued only if the work ahead of it is expected to take at
-# most this share of its timeout. The estimate is an average and service times vary with
-# load (GIL waits, other processes), so the rest of the budget absorbs the variance.
-_ADMIT_SHARE = 0.75
-
-# Latency histogram buckets (seconds), shared by every endpoint and the HTTP exporter.
-LATENCY_BUCKETS = (5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25,
-                   0.5, 1.0, math.inf)
-BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, math.inf)
+    return resolve
 
 
 class _Histogram:
@@ -298,19 +335,39 @@ class _Histogram:
         return self.bounds, list(self.counts), self.total, self.count
 
 
+def _merge(a: tuple, b: tuple) -> tuple[tuple[float, ...], list[int], float, int]:
+    """Sum of two histogram snapshots over the same buckets."""
+    return a[0], [x + y for x, y in zip(a[1], b[1], strict=True)], a[2] + b[2], a[3] + b[3]
+
+
 class _Source:
-    """Where an endpoint's model comes from: () -> (predictor, version)."""
+    """A fixed model: () -> (predictor, version label), replaced by a hot swap. The batcher
+    labels answers with integer ids; ``label`` turns them back into version labels."""
 
     def __init__(self, predictor: Any, version: str) -> None:
         self.current = (predictor, version)
+        self.vid = 1
+        self.labels: dict[int, str] = {1: version}
 
     def get(self) -> tuple[Any, str]:
         return self.current
 
+    def label(self, vid: int) -> str:
+        return self.labels.get(vid, "unknown")
 
-class _LearnerSource(_Source):
-    """The learner's latest snapshot: publishing one *is* the hot swap (an atomic reference
-    change in the learner), so every batch simply reads the newest."""
+    def add(self, predictor: Any, version: str) -> int:
+        """A new current version; returns its id. Old labels are kept for a while: a batch
+        that started before a swap reports the id it computed with."""
+        self.vid += 1
+        self.labels[self.vid] = version
+        if len(self.labels) > 1024:
+            del self.labels[min(self.labels)]
+        self.current = (predictor, version)  # one reference assignment: atomic
+        return self.vid
+
+
+class _LearnerSource:
+    """A learner's latest snapshot; its ids are the snapshot versions."""
 
     def __init__(self, learner: Any) -> None:
         self.learner = learner
@@ -318,6 +375,10 @@ class _LearnerSource(_Source):
     def get(self) -> tuple[Any, str]:
         snap = self.learner.snapshot
         return snap.predictor, f"live-{snap.version}"
+
+    @staticmethod
+    def label(vid: int) -> str:
+        return f"live-{vid}"
 
 
 def _predictor_of(model: Any) -> Any:
@@ -373,10 +434,10 @@ class _AsyncLane:
     flush with ``call_soon``, which runs after every callback already ready (the other
     callers woken by the previous batch, the requests read from the sockets in this turn).
     Under load turns get longer and batches bigger, with no timer: event-loop timers have
-    millisecond resolution, far coarser than ``max_wait_us``, which governs the thread
-    lane. The flush computes on the loop thread and resolves the futures directly.
-    Deadlines, capacity, priorities (within the lane), the breaker and the fallback are
-    the endpoint's own.
+    millisecond resolution, far coarser than ``max_wait_us``, which governs the batcher.
+    The flush computes on the loop thread and resolves the futures directly. Deadlines,
+    capacity, priorities (within the lane), the breaker and the fallback are the endpoint's
+    own.
     """
 
     __slots__ = ("ep", "loop", "pending", "rows", "handle", "__weakref__")
@@ -411,16 +472,16 @@ class _AsyncLane:
             del self.pending[:len(batch)]
             self.rows -= rows
             ep.lane_rows -= rows
-            ep.in_flight += rows
+            ep.lane_in_flight += rows
             if self.pending:  # the rest has waited already: next turn of the loop
                 self.handle = self.loop.call_soon(self.flush)
         t0 = time.perf_counter()
         try:
-            ep._serve(batch)
+            ep._serve_inline(batch)
             spent = time.perf_counter() - t0
             if spent * 1e6 > 10 * ep.server.inline_us and ep.inline:
                 # Far slower than at warm-up: stop computing on the event loop, which must
-                # not stall; later batches go to the batcher threads.
+                # not stall; later requests queue in the batcher.
                 ep.inline = False
                 log.warning("model %r took %.1f ms for a batch on the event loop; batching it "
                             "on threads from now on", ep.name, spent * 1e3)
@@ -430,10 +491,9 @@ class _AsyncLane:
             for req in batch:
                 req.finish(None, ServingError(f"internal error: {exc}"))
         finally:
-            _resolve_futures([(r.afut, r.result, r.error) for r in batch
-                              if r.afut is not None])
+            _resolve_futures([(r.afut, r.result, r.error) for r in batch])
             with ep.cond:
-                ep.in_flight -= rows
+                ep.lane_in_flight -= rows
                 if ep.stop:
                     ep.cond.notify_all()
 
@@ -447,10 +507,8 @@ class _AsyncLane:
                 if self.handle is not None:
                     self.handle.cancel()
                     self.handle = None
-            for req in left:
-                req.finish(None, ShuttingDown(
-                    f"model {self.ep.name!r} shut down before serving this"))
-            _resolve_futures([(r.afut, r.result, r.error) for r in left if r.afut is not None])
+            err = ShuttingDown(f"model {self.ep.name!r} shut down before serving this")
+            _resolve_futures([(r.afut, None, err) for r in left])
         try:
             self.loop.call_soon_threadsafe(_abort)
         except RuntimeError:  # the loop is closed: nobody is waiting any more
@@ -462,8 +520,8 @@ def _request_key(req: _Request) -> tuple:
 
 
 class _Endpoint:
-    def __init__(self, server: PredictionServer, name: str, source: _Source, *,
-                 classes: Sequence | None, feature_names: Sequence[str] | None,
+    def __init__(self, server: PredictionServer, name: str, source: _Source | _LearnerSource,
+                 *, classes: Sequence | None, feature_names: Sequence[str] | None,
                  extractor: Any, fallback: Any) -> None:
         self.server = server
         self.name = name
@@ -476,35 +534,46 @@ class _Endpoint:
         self.extractor = extractor
         self.fallback = fallback
         self.breaker = CircuitBreaker(server.failure_threshold, server.reset_timeout)
-        self.cond = threading.Condition()
+        self.cond = threading.Condition()  # the asyncio lanes and `stop`
         self.stats_lock = threading.Lock()
-        self.heap: list[_Request] = []
-        self.queued = 0      # rows in the thread lane's heap
-        self.lane_rows = 0   # rows waiting in asyncio lanes
-        self.in_flight = 0   # rows taken into a batch and not yet answered
+        self.lane_rows = 0        # rows waiting in asyncio lanes
+        self.lane_in_flight = 0   # lane rows being computed
         self.lanes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-        self.inline = False  # asyncio batches computed on the event loop (see _measure)
         self.seq = itertools.count()
         self.stop = False
         self.ready = False
+        # What the C++ batcher does not see: asyncio lanes, fallback answers, errors by kind.
         self.requests = 0
         self.rows_served = 0
         self.errors: dict[str, int] = {}
         self.fallbacks = 0
-        self.swaps = 0
         self.latency = _Histogram(LATENCY_BUCKETS)
         self.batch_sizes = _Histogram(BATCH_BUCKETS)
-        self.threads = [threading.Thread(target=self._loop, name=f"ducklearn-serve-{name}-{i}",
-                                         daemon=True) for i in range(server.workers)]
+        # Failed batches already counted: each of their requests reports the failure.
+        self._reported: collections.deque = collections.deque(maxlen=64)
         predictor, _ = source.get()
         self.n_inputs = int(predictor.n_inputs)
         self.n_outputs = int(predictor.n_outputs)
         self.task = str(predictor.task)
-        self.batch_seconds = 0.0  # EWMA of a batch's compute time, for admission control
-        self.inline = self.warm_up(predictor)
+        best = self.warm_up(predictor)
+        self.lane_seconds = best  # EWMA of an inline batch's compute time (lane admission)
+        self.inline = best * 1e6 <= server.inline_us
+        if isinstance(source, _LearnerSource):
+            snap = source.learner.snapshot
+            predictor, vid = snap.predictor, snap.version
+        else:
+            vid = source.vid
+        self._swap_lock = threading.Lock()
+        self._live_vid = vid
+        self.batcher = _core.Batcher(
+            predictor, vid, server.max_batch_size, server.max_wait_us, server.queue_capacity,
+            server.workers, admit_share=_ADMIT_SHARE, service_seconds=best,
+            latency_buckets=list(LATENCY_BUCKETS), batch_buckets=list(BATCH_BUCKETS),
+            resolver=_ticket_resolver(weakref.ref(self)))
+        self._listener: Callable | None = None
+        if isinstance(source, _LearnerSource):
+            self._follow_learner(source.learner)
         self.ready = True
-        for t in self.threads:
-            t.start()
 
     # -- inputs --------------------------------------------------------------------------
 
@@ -598,7 +667,7 @@ class _Endpoint:
             raise BadInput(f"inputs must be rows of {self.n_inputs} numbers (shape (n, "
                            f"{self.n_inputs})), got shape {arr.shape}", field="inputs")
         arr = np.ascontiguousarray(arr, dtype=np.float32)
-        if not np.isfinite(arr).all():
+        if not _core.all_finite(arr):  # numpy's isfinite().all() costs a microsecond more
             if not isinstance(inputs, np.ndarray):  # None became NaN: say what was sent
                 bad = _first_bad_number(inputs)
                 if bad is not None:
@@ -608,13 +677,12 @@ class _Endpoint:
             raise BadInput(f"{where} must be finite, got {arr[i, j]}", field=where)
         return arr
 
-    # -- queueing ------------------------------------------------------------------------
+    # -- predicting ----------------------------------------------------------------------
 
-    def submit(self, rows: np.ndarray, records: Any, timeout: float | None, priority: int,
-               loop: asyncio.AbstractEventLoop | None = None,
-               afut: asyncio.Future | None = None) -> _Request:
+    def _intake(self, n: int, timeout: float | None) -> float | None:
+        """The request's timeout (the server default when None); raises what refuses it
+        before it reaches a queue."""
         timeout = self.server.default_timeout if timeout is None else timeout
-        n = len(rows)
         if n > self.server.queue_capacity:
             raise BadInput(f"{n} rows in one request exceed the queue capacity of model "
                            f"{self.name!r} ({self.server.queue_capacity} rows); split it",
@@ -622,39 +690,198 @@ class _Endpoint:
         if timeout is not None and timeout <= 0:
             self._count_error("deadline")
             raise DeadlineExceeded(f"timeout {timeout}s leaves no time to compute; not queued")
+        if self.stop:
+            raise ShuttingDown(f"model {self.name!r} is shutting down; retry elsewhere")
+        return timeout
+
+    def predict(self, rows: np.ndarray, records: Any, timeout: float | None,
+                priority: int) -> Prediction:
+        """A calling thread's request: queued in the C++ batcher, which answers it without
+        the GIL (released for the whole wait)."""
+        started = time.perf_counter()
+        timeout = self._intake(len(rows), timeout)
+        mode = self.breaker.admit()
+        if mode is None:  # open: the fallback answers, the model is not called
+            return self._without_model(rows, records, started, counted=False)
+        outcome = self.batcher.predict(rows, timeout, priority)
+        if outcome[1] == _OK:  # the hot path
+            self.breaker.success()
+            return Prediction(outcome[0], self.name, self.source.label(outcome[2]), False,
+                              self.classes_tuple)
+        return self._settle(outcome, rows, records, timeout, started, mode == "probe")
+
+    async def apredict(self, rows: np.ndarray, records: Any, timeout: float | None,
+                       priority: int) -> Prediction:
+        """An asyncio caller's request: batched on its event loop (a small model) or queued
+        in the C++ batcher without blocking the loop."""
+        started = time.perf_counter()
+        timeout = self._intake(len(rows), timeout)
+        loop = asyncio.get_running_loop()
+        afut = loop.create_future()
+        if self.inline:
+            req = self._lane_submit(rows, records, timeout, priority, loop, afut)
+            return await self._wait(afut, timeout, started, lambda: setattr(req, "cancelled",
+                                                                            True))
+        mode = self.breaker.admit()
+        if mode is None:
+            return self._without_model(rows, records, started, counted=False)
+        pending = _Pending(afut, rows, records, timeout, started, mode == "probe")
+        ticket, refused = self.batcher.submit(rows, timeout, priority, loop,
+                                              pending)
+        if ticket is None:
+            return self._settle(refused, rows, records, timeout, started, mode == "probe")
+        # A caller that gives up withdraws a request still queued: it is never computed.
+        return await self._wait(afut, timeout, started, lambda: self.batcher.cancel(ticket))
+
+    @staticmethod
+    async def _wait(afut: asyncio.Future, timeout: float | None, started: float,
+                    give_up: Callable[[], Any]) -> Prediction:
+        if timeout is None:
+            try:
+                return await afut
+            except asyncio.CancelledError:
+                give_up()
+                raise
+        # A timer rather than asyncio.wait_for: no extra task per request.
+        loop = asyncio.get_running_loop()
+        handle = loop.call_later(max(0.0, started + timeout - time.perf_counter()), _expire,
+                                 afut, timeout)
+        try:
+            return await afut
+        except (DeadlineExceeded, asyncio.CancelledError):
+            give_up()
+            raise
+        finally:
+            handle.cancel()
+
+    def _settle(self, outcome: tuple, rows: np.ndarray, records: Any, timeout: float | None,
+                started: float, probe: bool, answer: bool = True) -> Prediction | None:
+        """The answer for a batcher outcome other than a prompt OK (or for any outcome of an
+        asyncio request), after the breaker and the error counts have seen it: a
+        Prediction (the model's or the fallback's), or the ServingError to raise. Without
+        ``answer`` (nobody waits for it any more) only the accounting is done."""
+        values, status, vid, info = outcome
+        if status == _OK:
+            self.breaker.success()
+            return Prediction(values, self.name, self.source.label(vid), False,
+                              self.classes_tuple) if answer else None
+        if status == _ERROR:
+            exc = info["error"]
+            if self._first_report(info["batch"]):
+                self._count_error(f"model:{type(exc).__name__}")
+                log.warning("model %r version %s failed on a batch: %s", self.name,
+                            self.source.label(vid), info["message"])
+                self.breaker.failure()
+            return self._without_model(rows, records, started, counted=True) if answer else None
+        if status == _DEADLINE and info["computed"]:
+            if timeout is not None and info["compute_seconds"] > timeout:
+                # Slower than the whole time budget of the request: the model alone cannot
+                # meet its callers' deadlines, which counts against it like an error. (Time
+                # spent queueing does not: that is load, answered by backpressure.)
+                if self._first_report(info["batch"]):
+                    self._count_error("model:too_slow")
+                    self.breaker.failure()
+            else:
+                self.breaker.success()
+            raise DeadlineExceeded("deadline passed while computing")
+        if probe:  # the half-open probe never reached the model: another request may try
+            self.breaker.release()
+        if status == _DEADLINE:
+            raise DeadlineExceeded(f"no answer within the deadline ({timeout}s); not computed")
+        if status == _OVERLOADED:
+            wait = info["expected_wait_seconds"]
+            if wait:
+                raise Overloaded(f"model {self.name!r} is overloaded: about {wait * 1e3:.1f} ms "
+                                 f"of work is ahead of this request, more than its timeout of "
+                                 f"{timeout * 1e3:.1f} ms; retry later")
+            raise Overloaded(f"model {self.name!r} is overloaded ({info['queued_rows']} rows "
+                             f"queued, capacity {self.server.queue_capacity}); retry later")
+        raise ShuttingDown(f"model {self.name!r} is shutting down; retry elsewhere")
+
+    def _first_report(self, batch: int) -> bool:
+        """Whether this failed batch is news: every request in it reports the failure, and
+        the breaker and the error counts take it once."""
+        with self.stats_lock:
+            if batch in self._reported:
+                return False
+            self._reported.append(batch)
+            return True
+
+    def _without_model(self, rows: np.ndarray, records: Any, started: float, *,
+                       counted: bool) -> Prediction:
+        """The fallback's answer (the model failed or its breaker is open), or
+        ModelUnavailable. ``counted``: the batcher already counted the request."""
+        values = self._fallback(rows, records)
+        with self.stats_lock:
+            if not counted:
+                self.requests += 1
+            if values is None:
+                self.errors["unavailable"] = self.errors.get("unavailable", 0) + 1
+            else:
+                self.fallbacks += 1
+                self.rows_served += len(rows)
+                self.latency.observe(time.perf_counter() - started)
+        if values is None:
+            why = "its fallback failed" if self.fallback is not None else "has no fallback"
+            raise ModelUnavailable(f"model {self.name!r} is failing (breaker "
+                                   f"{self.breaker.state}) and {why}; retry later")
+        return Prediction(values, self.name, self.source.get()[1], True, self.classes_tuple)
+
+    def _fallback(self, X: np.ndarray, records: Any) -> np.ndarray | None:
+        fb = self.fallback
+        if fb is None:
+            return None
+        try:
+            if hasattr(fb, "predict_proba_many"):
+                if records is None:
+                    return None  # a record-based fallback needs records
+                p = np.asarray(fb.predict_proba_many(_as_records(records)), dtype=np.float32)
+            elif hasattr(fb, "predict") and hasattr(fb, "n_inputs"):
+                p = np.asarray(fb.predict(X), dtype=np.float32)
+            else:
+                p = np.asarray(fb(X), dtype=np.float32)
+            if p.ndim == 2 and p.shape[1] == 2 and self.n_outputs == 1:
+                p = p[:, 1:]  # (P(0), P(1)) from a binary fallback: keep P(1) like the model
+            p = p.reshape(len(X), -1)
+            if p.shape[1] != self.n_outputs:
+                raise ValueError(f"fallback returned {p.shape[1]} columns, the model has "
+                                 f"{self.n_outputs}")
+            return p
+        except Exception:  # the fallback failing is logged; callers get ModelUnavailable
+            log.exception("fallback of model %r failed", self.name)
+            self._count_error("fallback_failed")
+            return None
+
+    def _count_error(self, kind: str) -> None:
+        with self.stats_lock:
+            self.errors[kind] = self.errors.get(kind, 0) + 1
+
+    # -- the asyncio lanes ---------------------------------------------------------------
+
+    def _lane_submit(self, rows: np.ndarray, records: Any, timeout: float | None,
+                     priority: int, loop: asyncio.AbstractEventLoop,
+                     afut: asyncio.Future) -> _Request:
+        n = len(rows)
         deadline = time.monotonic() + timeout if timeout is not None else math.inf
-        req = _Request(rows, records, deadline, (-int(priority), next(self.seq)), loop, afut)
+        req = _Request(rows, records, deadline, (-int(priority), next(self.seq)), afut)
+        wait = 0.0
         with self.cond:
             if self.stop:
                 raise ShuttingDown(f"model {self.name!r} is shutting down; retry elsewhere")
-            ahead = self.queued + self.lane_rows
-            wait = 0.0
+            ahead = self.lane_rows
             if ahead + n > self.server.queue_capacity:
                 overloaded = True
-            elif timeout is not None and (ahead or self.in_flight) and (wait := (
-                -(-(ahead + n) // self.server.max_batch_size) + (1 if self.in_flight else 0)
-            ) * self.batch_seconds) > _ADMIT_SHARE * timeout:
-                # The batch being computed, those queued and this request's own would use
-                # up (most of) its time: it would likely only time out there, so refuse it
-                # now, while the caller can still go elsewhere, instead of queueing it to
-                # fail at its deadline.
-                overloaded = True
-            elif loop is not None and self.inline:
+            elif timeout is not None and (ahead or self.lane_in_flight) and (wait := (
+                -(-(ahead + n) // self.server.max_batch_size) + (1 if self.lane_in_flight else 0)
+            ) * self.lane_seconds) > _ADMIT_SHARE * timeout:
+                overloaded = True  # as in the batcher: it would likely only time out
+            else:
                 overloaded = False
                 self.lane_rows += n
                 lane = self.lanes.get(loop)
                 if lane is None:
                     lane = self.lanes[loop] = _AsyncLane(self, loop)
                 lane.add(req)
-            else:
-                overloaded = False
-                heapq.heappush(self.heap, req)
-                self.queued += n
-                # Wake a batcher only when it has something to do: the first request (it
-                # sleeps on an empty queue) or a full batch (it stops waiting for more).
-                # Waking it on every request costs a thread switch each, for nothing.
-                if len(self.heap) == 1 or self.queued >= self.server.max_batch_size:
-                    self.cond.notify()
         with self.stats_lock:
             if overloaded:
                 self.errors["overloaded"] = self.errors.get("overloaded", 0) + 1
@@ -669,65 +896,8 @@ class _Endpoint:
                              f"capacity {self.server.queue_capacity}); retry later")
         return req
 
-    def _take(self) -> list[_Request]:
-        max_rows = self.server.max_batch_size
-        wait = self.server.max_wait
-        with self.cond:
-            while not self.heap and not self.stop:
-                self.cond.wait()
-            if not self.heap:
-                return []
-            # Let the batch fill until it is full or its oldest request has waited max_wait.
-            if wait > 0 and self.queued < max_rows:
-                oldest = min(r.enqueued for r in self.heap)
-                while self.queued < max_rows and not self.stop:
-                    left = oldest + wait - time.monotonic()
-                    if left <= 0:
-                        break
-                    self.cond.wait(left)
-            batch, rows = [], 0
-            while self.heap and (rows == 0 or rows + self.heap[0].n <= max_rows):
-                req = heapq.heappop(self.heap)
-                batch.append(req)
-                rows += req.n
-            self.queued -= rows
-            self.in_flight += rows
-            return batch
-
-    def _count_error(self, kind: str) -> None:
-        with self.stats_lock:
-            self.errors[kind] = self.errors.get(kind, 0) + 1
-
-    def _loop(self) -> None:
-        last_end, went_straight_on = 0.0, False
-        while True:
-            batch = self._take()
-            if not batch:
-                return
-            started = time.monotonic()
-            backlog = bool(self.heap)  # more waited behind this batch
-            try:
-                self._serve(batch)
-            except BaseException as exc:  # never let one batch kill the batcher
-                log.exception("serving a batch of model %r failed", self.name)
-                self._count_error("internal")
-                for req in batch:
-                    req.finish(None, ServingError(f"internal error: {exc}"))
-            finally:
-                _settle(batch)
-                with self.cond:
-                    self.in_flight -= sum(r.n for r in batch)
-                    if self.stop or not self.heap:
-                        self.cond.notify_all()  # close(drain=True) waits for this
-                # The service time admission control multiplies the queue by: when this batch
-                # followed the last one straight from the queue, the time between their ends
-                # (compute, hand-offs and the GIL waits that load brings); else its own time.
-                end = time.monotonic()
-                sample = end - last_end if went_straight_on else end - started
-                self.batch_seconds += 0.2 * (sample - self.batch_seconds)
-                last_end, went_straight_on = end, backlog
-
-    def _serve(self, batch: list[_Request]) -> None:
+    def _serve_inline(self, batch: list[_Request]) -> None:
+        """One lane batch, on its event loop's thread."""
         now = time.monotonic()
         live = []
         for req in batch:
@@ -744,7 +914,8 @@ class _Endpoint:
         X = live[0].rows if len(live) == 1 else np.concatenate([r.rows for r in live])
         predictor, version = self.source.get()  # the version this batch computes with
         values, used_fallback = None, False
-        if self.breaker.allow():
+        mode = self.breaker.admit()
+        if mode is not None:
             try:
                 values = predictor.predict(X)
                 if values.shape != (len(X), self.n_outputs):
@@ -759,18 +930,18 @@ class _Endpoint:
                 self.breaker.failure()
             else:
                 spent = time.monotonic() - now
-                if self.inline:  # thread batches are timed in _loop, between batch ends
-                    self.batch_seconds += 0.2 * (spent - self.batch_seconds)  # EWMA
-                # Slower than the whole time budget of a request in it: the model alone
-                # cannot meet its callers' deadlines, which counts against it like an error.
-                # (Time spent queueing does not: that is load, answered by backpressure.)
+                self.lane_seconds += 0.2 * (spent - self.lane_seconds)  # EWMA
+                # Slower than the whole time budget of a request in it (see _settle).
                 if spent > min(r.deadline - r.enqueued for r in live):
                     self._count_error("model:too_slow")
                     self.breaker.failure()
                 else:
                     self.breaker.success()
         if values is None:
-            values = self._fallback(live, X)
+            records = None
+            if all(r.records is not None for r in live):
+                records = [rec for r in live for rec in _as_records(r.records)]
+            values = self._fallback(X, records)
             used_fallback = True
             if values is None:
                 why = "its fallback failed" if self.fallback is not None else "has no fallback"
@@ -805,41 +976,14 @@ class _Endpoint:
                 self.latency.observe(done - req.enqueued)
                 self.rows_served += req.n
 
-    def _fallback(self, live: list[_Request], X: np.ndarray) -> np.ndarray | None:
-        fb = self.fallback
-        if fb is None:
-            return None
-        try:
-            if hasattr(fb, "predict_proba_many"):
-                recs = []
-                for req in live:
-                    if req.records is None:
-                        return None  # a record-based fallback needs records
-                    recs.extend(_as_records(req.records))
-                p = np.asarray(fb.predict_proba_many(recs), dtype=np.float32)
-            elif hasattr(fb, "predict") and hasattr(fb, "n_inputs"):
-                p = np.asarray(fb.predict(X), dtype=np.float32)
-            else:
-                p = np.asarray(fb(X), dtype=np.float32)
-            if p.ndim == 2 and p.shape[1] == 2 and self.n_outputs == 1:
-                p = p[:, 1:]  # (P(0), P(1)) from a binary fallback: keep P(1) like the model
-            p = p.reshape(len(X), -1)
-            if p.shape[1] != self.n_outputs:
-                raise ValueError(f"fallback returned {p.shape[1]} columns, the model has "
-                                 f"{self.n_outputs}")
-            return p
-        except Exception:  # the fallback failing is logged; callers get ModelUnavailable
-            log.exception("fallback of model %r failed", self.name)
-            self._count_error("fallback_failed")
-            return None
-
     # -- versions ------------------------------------------------------------------------
 
-    def warm_up(self, predictor: Any) -> bool:
+    def warm_up(self, predictor: Any) -> float:
         """Run the model on zero batches of the sizes it will see before it takes traffic
         (first-touch of its pages and the thread's workspace), and refuse a version whose
-        outputs are not finite. Returns whether a full batch is cheap enough (at most
-        ``inline_us``) to compute on an asyncio caller's event loop."""
+        outputs are not finite. Returns the best time of a full batch, in seconds: the
+        batcher's first service-time estimate, and whether asyncio callers can be batched
+        on their event loop (at most ``inline_us``)."""
         X = np.zeros((self.server.max_batch_size, int(predictor.n_inputs)), dtype=np.float32)
         for n in sorted({1, len(X)}):
             out = predictor.predict(X[:n])
@@ -851,48 +995,90 @@ class _Endpoint:
             t = time.perf_counter()
             predictor.predict(X)
             best = min(best, time.perf_counter() - t)
-        if not self.batch_seconds:
-            self.batch_seconds = best
-        return best * 1e6 <= self.server.inline_us
+        return best
 
     def swap(self, predictor: Any, version: str) -> None:
         if int(predictor.n_inputs) != self.n_inputs or int(predictor.n_outputs) != self.n_outputs:
             raise ValueError(f"version {version} takes {predictor.n_inputs} inputs and gives "
                              f"{predictor.n_outputs} outputs, the served one {self.n_inputs} "
                              f"and {self.n_outputs}: that is a new contract, serve it by name")
-        inline = self.warm_up(predictor)
-        self.source.current = (predictor, version)  # one reference assignment: atomic
+        inline = self.warm_up(predictor) * 1e6 <= self.server.inline_us
+        with self._swap_lock:
+            self.batcher.swap(predictor, self.source.add(predictor, version))
         self.inline = inline
-        with self.stats_lock:
-            self.swaps += 1
+
+    def _follow_learner(self, learner: Any) -> None:
+        """Swap the batcher to each snapshot the learner publishes, as it is published."""
+        ref = weakref.ref(self)
+
+        def on_publish(snap: Any) -> None:
+            ep = ref()
+            if ep is None:
+                learner.remove_publish_listener(on_publish)
+            else:
+                ep._to_snapshot(snap)
+
+        self._listener = on_publish
+        learner.add_publish_listener(on_publish)
+        # A snapshot published before the listener was in place is picked up here.
+        self._to_snapshot(learner.snapshot)
+
+    def _to_snapshot(self, snap: Any) -> None:
+        with self._swap_lock:  # publications from two threads must not go back in time
+            if snap.version > self._live_vid:
+                self.batcher.swap(snap.predictor, snap.version)
+                self._live_vid = snap.version
+
+    @property
+    def batch_seconds(self) -> float:
+        """Admission control's estimate of one batch's service time (the batcher's)."""
+        return float(self.batcher.stats()["service_seconds"])
+
+    @batch_seconds.setter
+    def batch_seconds(self, seconds: float) -> None:
+        self.batcher.set_service_seconds(seconds)
+        self.lane_seconds = seconds
+
+    @property
+    def in_flight(self) -> int:
+        """Rows being computed."""
+        return int(self.batcher.stats()["in_flight_rows"]) + self.lane_in_flight
 
     def close(self, drain: bool, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         with self.cond:
             self.stop = True  # no new requests from here on
+        if self._listener is not None:
+            self.source.learner.remove_publish_listener(self._listener)
+            self._listener = None
+        self.batcher.close(drain, max(0.0, timeout))
+        with self.cond:
             if drain:
-                while (self.heap or self.in_flight or self.lane_rows) and \
-                        time.monotonic() < deadline:
+                while (self.lane_rows or self.lane_in_flight) and time.monotonic() < deadline:
                     self.cond.wait(min(0.01, max(0.0, deadline - time.monotonic())))
-            leftover, self.heap = self.heap, []
-            self.queued = 0
             lanes = list(self.lanes.values())
             self.cond.notify_all()
         for lane in lanes:
             lane.abort()
-        for req in leftover:
-            req.finish(None, ShuttingDown(f"model {self.name!r} shut down before serving this"))
-        _settle(leftover)
-        for t in self.threads:
-            t.join(max(0.0, deadline - time.monotonic()))
 
     def stats(self) -> dict[str, Any]:
+        """This endpoint's counters: the batcher's merged with the asyncio lanes' and the
+        fallback's, plus the queue state."""
+        c = self.batcher.stats()
         with self.stats_lock:
-            return {
-                "requests": self.requests, "rows": self.rows_served, "errors": dict(self.errors),
-                "fallbacks": self.fallbacks, "swaps": self.swaps,
-                "latency": self.latency.snapshot(), "batch_size": self.batch_sizes.snapshot(),
+            errors = dict(self.errors)
+            out = {
+                "requests": self.requests + c["requests"], "rows": self.rows_served + c["rows"],
+                "errors": errors, "fallbacks": self.fallbacks, "swaps": c["swaps"],
+                "latency": _merge(self.latency.snapshot(), c["latency"]),
+                "batch_size": _merge(self.batch_sizes.snapshot(), c["batch_size"]),
             }
+        for kind, n in (("overloaded", c["rejected"]), ("deadline", c["deadline_misses"])):
+            if n:
+                errors[kind] = errors.get(kind, 0) + n
+        out["queued_rows"] = c["queued_rows"] + self.lane_rows
+        out["in_flight_rows"] = c["in_flight_rows"] + self.lane_in_flight
+        return out
 
 
 def _check_ref(ref: Any) -> str:
@@ -918,9 +1104,8 @@ class PredictionServer:
     queue_capacity : int
         Rows that may wait per model before requests are rejected with :class:`Overloaded`.
     workers : int, default 2
-        Batcher threads per model. Computation releases the GIL, so while one thread computes
-        a batch the next one collects and hands out the following: with 16 threaded callers,
-        two workers cut p99 latency several-fold against one (benchmarks/RESULTS.md).
+        Batcher threads per model (C++; they compute without the GIL). While one computes a
+        batch, the next collects the following one.
     default_timeout : float, optional
         Deadline in seconds for requests that do not give one.
     failure_threshold, reset_timeout
@@ -968,7 +1153,7 @@ class PredictionServer:
         self.inline_us = float(inline_us)
         self.registry = registry
         self.max_batch_size = max_batch_size
-        self.max_wait = float(max_wait_us) * 1e-6
+        self.max_wait_us = float(max_wait_us)
         self.queue_capacity = queue_capacity
         self.workers = workers
         self.default_timeout = default_timeout
@@ -1171,16 +1356,7 @@ class PredictionServer:
         _check_timeout(timeout)
         ep = self._endpoint(model)
         rows, records = ep.rows_for(inputs)
-        req = ep.submit(rows, records, timeout, _check_priority(priority))
-        wait = None if req.deadline == math.inf else req.deadline - time.monotonic()
-        if not req.wait(wait):
-            req.cancelled = True  # the batcher drops it (and counts the miss) if still queued
-            budget = timeout if timeout is not None else self.default_timeout
-            raise DeadlineExceeded(f"no answer within the deadline ({budget}s); not computed")
-        if req.error is not None:
-            raise req.error
-        assert req.result is not None
-        return req.result
+        return ep.predict(rows, records, timeout, _check_priority(priority))
 
     async def apredict(self, model: str, inputs: Any, *, timeout: float | None = None,
                        priority: int = 0) -> Prediction:
@@ -1188,28 +1364,7 @@ class PredictionServer:
         _check_timeout(timeout)
         ep = self._endpoint(model)
         rows, records = ep.rows_for(inputs)
-        loop = asyncio.get_running_loop()
-        afut = loop.create_future()
-        req = ep.submit(rows, records, timeout, _check_priority(priority), loop, afut)
-        if req.deadline == math.inf:
-            try:
-                return await afut
-            except asyncio.CancelledError:
-                req.cancelled = True  # the caller gave up: do not compute it
-                raise
-        # A timer rather than asyncio.wait_for: no extra task per request.
-        handle = loop.call_later(max(0.0, req.deadline - time.monotonic()), _expire, afut,
-                                 timeout if timeout is not None else self.default_timeout)
-        try:
-            return await afut
-        except DeadlineExceeded:
-            req.cancelled = True  # the batcher drops it (and counts the miss) if still queued
-            raise
-        except asyncio.CancelledError:
-            req.cancelled = True
-            raise
-        finally:
-            handle.cancel()
+        return await ep.apredict(rows, records, timeout, _check_priority(priority))
 
     # -- introspection -------------------------------------------------------------------
 
@@ -1221,7 +1376,7 @@ class PredictionServer:
             _, version = ep.source.get()
             out[name] = {"version": version, "ready": ep.ready and not ep.stop,
                          "breaker": ep.breaker.state,
-                         "queued_rows": ep.queued + ep.lane_rows,
+                         "queued_rows": int(ep.batcher.stats()["queued_rows"]) + ep.lane_rows,
                          "n_inputs": ep.n_inputs, "n_outputs": ep.n_outputs, "task": ep.task,
                          "classes": None if ep.classes is None else ep.classes.tolist(),
                          "feature_names": ep.feature_names if ep.extractor is None else None,
@@ -1247,8 +1402,7 @@ class PredictionServer:
         out = {}
         for name, ep in list(self._endpoints.items()):
             s = ep.stats()
-            s.update(queued_rows=ep.queued + ep.lane_rows, in_flight_rows=ep.in_flight,
-                     breaker=ep.breaker.state, breaker_opens=ep.breaker.opens,
+            s.update(breaker=ep.breaker.state, breaker_opens=ep.breaker.opens,
                      version=ep.source.get()[1])
             out[name] = s
         return out
