@@ -218,6 +218,7 @@ class PyPlan {
         f.range_lo = p.first;
         f.range_hi = p.second;
       }
+      f.bin_edges = get("bin_edges", std::vector<double>{});
       f.vocabulary = get("vocabulary", std::vector<std::string>{});
       f.other_bucket = get("other_bucket", true);
       f.hash_bits = get("hash_bits", 0);

@@ -25,6 +25,21 @@ bool is_numeric_like(const FieldSpec& f) {
          (f.kind == FieldKind::Timestamp && f.age);
 }
 
+/**
+ * Piecewise-linear encoding of x over edges e_0 < ... < e_T: emits column t (offset from
+ * base) = clamp((x - e_t) / (e_{t+1} - e_t), 0, 1), leaving out the zeros (every bin above
+ * the one holding x), so dense rows, zeroed first, and CSR rows agree.
+ */
+template <class Emit>
+inline void emit_bins(const std::vector<double>& e, double x, int64_t base, Emit& emit) {
+  const size_t t_end = e.size() - 1;
+  for (size_t t = 0; t < t_end; ++t) {
+    if (!(x > e[t])) break;  // this and every later bin is 0
+    const double v = x >= e[t + 1] ? 1.0 : (x - e[t]) / (e[t + 1] - e[t]);
+    emit(base + static_cast<int64_t>(t), static_cast<float>(v));
+  }
+}
+
 bool is_hashed(const FieldSpec& f) {
   return f.kind == FieldKind::Tokens || f.kind == FieldKind::Text ||
          (f.kind == FieldKind::Categorical && f.hash_bits > 0);
@@ -130,6 +145,7 @@ FeaturePlan::FeaturePlan(std::vector<FieldSpec> fields, std::vector<CrossSpec> c
   const auto nf = fields_.size();
   value_col_.assign(nf, -1);
   indicator_col_.assign(nf, -1);
+  n_bins_.assign(nf, 0);
   field_seeds_.resize(nf);
   vocab_tables_.resize(nf);
   int64_t col = 0;
@@ -146,6 +162,22 @@ FeaturePlan::FeaturePlan(std::vector<FieldSpec> fields, std::vector<CrossSpec> c
     }
     if (f.has_clip) {
       DUCKLEARN_CHECK_ARG(f.clip_lo <= f.clip_hi, where + "clip lower bound exceeds the upper");
+    }
+    if (!f.bin_edges.empty()) {
+      DUCKLEARN_CHECK_ARG(f.kind == FieldKind::Numeric,
+                          where + "bin edges apply to numeric fields only");
+      DUCKLEARN_CHECK_ARG(f.bin_edges.size() >= 2,
+                          where + "bin edges need at least 2 values (one bin), got " +
+                              std::to_string(f.bin_edges.size()));
+      for (size_t k = 0; k < f.bin_edges.size(); ++k) {
+        DUCKLEARN_CHECK_ARG(std::isfinite(f.bin_edges[k]),
+                            where + "bin edge " + std::to_string(k) + " is not finite");
+        DUCKLEARN_CHECK_ARG(k == 0 || f.bin_edges[k] > f.bin_edges[k - 1],
+                            where + "bin edges must be strictly increasing (edge " +
+                                std::to_string(k) + " is not above edge " +
+                                std::to_string(k - 1) + ")");
+      }
+      n_bins_[i] = static_cast<int64_t>(f.bin_edges.size()) - 1;
     }
     if (is_hashed(f)) {
       DUCKLEARN_CHECK_ARG(f.hash_bits >= 1 && f.hash_bits <= kMaxHashBits,
@@ -168,8 +200,15 @@ FeaturePlan::FeaturePlan(std::vector<FieldSpec> fields, std::vector<CrossSpec> c
     switch (f.kind) {
       case FieldKind::Numeric:
       case FieldKind::Boolean:
-        names_.push_back(f.name);
-        col += 1;
+        if (n_bins_[i] > 0) {
+          for (int64_t k = 0; k < n_bins_[i]; ++k) {
+            names_.push_back(f.name + ":bin" + std::to_string(k));
+          }
+          col += n_bins_[i];
+        } else {
+          names_.push_back(f.name);
+          col += 1;
+        }
         break;
       case FieldKind::Categorical:
         if (f.hash_bits > 0) {
@@ -243,6 +282,9 @@ FeaturePlan::FeaturePlan(std::vector<FieldSpec> fields, std::vector<CrossSpec> c
     const FieldSpec& fa = fields_[x.a];
     const FieldSpec& fb = fields_[x.b];
     const std::string cname = fa.name + "*" + fb.name;
+    // A binned field has no single normalized value to weight a cross with.
+    DUCKLEARN_CHECK_ARG(fa.bin_edges.empty() && fb.bin_edges.empty(),
+                        "cross '" + cname + "': a field with bin edges cannot be crossed");
     const bool ca = fa.kind == FieldKind::Categorical, cb = fb.kind == FieldKind::Categorical;
     DUCKLEARN_CHECK_ARG((ca || is_numeric_like(fa)) && (cb || is_numeric_like(fb)),
                         "cross '" + cname + "': only categorical, numeric, boolean and "
@@ -427,6 +469,10 @@ void FeaturePlan::emit_row(const CellBatch& batch, int64_t r, const double* raw_
         double x = missing ? a.impute[i]
                    : raw_row != nullptr ? raw_row[i]
                    : (f.kind == FieldKind::Numeric ? raw_numeric(f, c.values[r]) : c.values[r]);
+        if (n_bins_[i] > 0) {
+          emit_bins(f.bin_edges, x, base, emit);
+          break;
+        }
         x = std::min(std::max((x - a.shift[i]) * a.scale[i], a.lo[i]), a.hi[i]);
         s.numval[i] = x;
         emit(base, static_cast<float>(x));

@@ -16,7 +16,7 @@
  *   2. fill_dense() / fill_csr(): the kept rows, each field written into its
  *      block of columns (layout fixed at construction, see column_names()).
  *   3. fill_raw(): one scalar per field per kept row before normalization (numeric value
- *      after log1p/clip, boolean 0/1, category code, token count, timestamp age), NaN where
+ *      after log1p/clip, also for binned fields, boolean 0/1, category code, token count, timestamp age), NaN where
  *      missing: what online normalizers learn from and quality monitors watch.
  *
  * Normalization is an affine map per field value column, (x - shift) * scale, optionally
@@ -86,6 +86,12 @@ struct FieldSpec {
   double clip_lo = 0.0, clip_hi = 0.0;  ///< applied after log1p, before normalization
   bool has_range = false;
   double range_lo = 0.0, range_hi = 0.0;  ///< declared valid range of the raw value
+  /** Piecewise-linear encoding (Gorishniy et al. 2022): with T + 1 ascending edges
+   *  e_0 < ... < e_T (in transformed units, after log1p/clip) the field writes T columns,
+   *  column t = clamp((x - e_t) / (e_{t+1} - e_t), 0, 1), instead of one normalized value.
+   *  Empty: off. A binned field ignores normalization (its columns are already in [0, 1])
+   *  and cannot be crossed. */
+  std::vector<double> bin_edges;
 
   // Categorical
   std::vector<std::string> vocabulary;  ///< one-hot levels (when hash_bits == 0)
@@ -170,7 +176,8 @@ class DUCKLEARN_EXPORT FeaturePlan {
   /**
    * Normalization of field value columns: shift, scale, lo, hi each n_fields long;
    * out = clamp((x - shift) * scale, lo, hi). Identity: shift 0, scale 1, lo -inf, hi +inf.
-   * Applies to Numeric fields and to the age of Timestamp fields.
+   * Applies to Numeric fields without bin edges and to the age of Timestamp fields; the
+   * entries of binned fields are ignored.
    */
   void set_normalization(const double* shift, const double* scale, const double* lo,
                          const double* hi);
@@ -228,6 +235,7 @@ class DUCKLEARN_EXPORT FeaturePlan {
   std::vector<int64_t> value_col_;      // per field: first column of its main block
   std::vector<int64_t> indicator_col_;  // per field: missing-indicator column or -1
   std::vector<int64_t> cross_col_;      // per cross: first column
+  std::vector<int64_t> n_bins_;         // per field: columns of its bin encoding, 0 if none
   std::vector<uint32_t> field_seeds_;   // per field: murmur3 seed of its name
   std::vector<uint32_t> cross_seeds_;
   std::shared_ptr<const Affine> affine_;  // read/written with std::atomic_load/store
