@@ -31,6 +31,8 @@ EVERY_TYPE = FeatureSchema("all", [
     Text("t", hash_bits=9),
     Timestamp("ts", hour_of_day=False, age_unit="hours", reference=1.5e9,
               valid_range=(0, 2e9), impute=3.0, normalize="clipped"),
+    Numeric("nb", log1p=True, clip=(0, 5), bins=(0.0, 0.5, 2.0, 5.0), impute=1.0,
+            missing_indicator=True),
 ], crosses=[Cross("c", "h", 3), ("n", "b")], version=4, description="every field type")
 
 
@@ -99,6 +101,8 @@ def test_column_names_documented_scheme():
     assert "h#31" in names and "k#127" in names and "t#511" in names
     assert [n for n in names if n.startswith("ts:")] == ["ts:dow_sin", "ts:dow_cos", "ts:age"]
     assert "c*h#7" in names and "n*b" in names
+    assert [n for n in names if n.startswith("nb")] == ["nb:bin0", "nb:bin1", "nb:bin2",
+                                                         "nb:missing"]
 
 
 @pytest.mark.parametrize("module", ["schema", "extract", "normalize", "store", "quality",

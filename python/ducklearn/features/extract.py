@@ -119,7 +119,9 @@ class Extractor:
         Default output of :meth:`transform`: CSR instead of dense.
     normalize : str, dict or None, optional
         Override the fields' ``normalize`` option: one kind for every numeric/timestamp
-        field, a ``{field: kind}`` dict, or None to use each field's own option.
+        field, a ``{field: kind}`` dict, or None to use each field's own option. Fields with
+        ``bins`` are never normalized: a single kind skips them, and a dict entry other than
+        None for one raises ``ValueError``.
     clip_z : float, default 3.0
         Bound of the ``clipped`` normalizer.
     seed : int, default 0
@@ -221,6 +223,14 @@ class Extractor:
                              f"{normalize!r}")
         for f in self.schema.fields:
             scalar = isinstance(f, Numeric) or (isinstance(f, Timestamp) and f.age)
+            if isinstance(f, Numeric) and f.bins is not None:
+                # Piecewise-linear columns are already in [0, 1]; an extractor-wide kind
+                # skips them like non-numeric fields, a per-field one is a mistake.
+                if f.name in overrides and overrides[f.name] is not None:
+                    raise ValueError(f"field {f.name!r} has bins and cannot be normalized "
+                                     "(its columns are already in [0, 1]); use None for it")
+                kinds.append(None)
+                continue
             if not scalar:
                 if f.name in overrides and overrides[f.name] is not None:
                     raise ValueError(f"field {f.name!r} ({f.kind}) cannot be normalized")
@@ -554,6 +564,13 @@ class Extractor:
         if rejected:
             raise RecordValidationError(rejected[0])
         return X[0]
+
+    def _raw(self, records: Any, now: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(kept rows x fields raw scalars as the plan computes them, keep flags)."""
+        now = _check_now(now)
+        batch, _, _, _ = self._parse(records, now)
+        keep = batch.validate(False)[0]
+        return batch.raw(), keep
 
     def accepted_index(self, records: Any, *, now: float | None = None) -> np.ndarray:
         """Indices of the records that pass validation (without extracting features)."""

@@ -13,6 +13,8 @@ because models, stores and dashboards refer to them):
 field          columns                                               names
 ============== ===================================================== ==========================
 Numeric        1 (after log1p / clip / normalization)                ``name``
+Numeric, bins  T = len(bins) - 1 piecewise-linear bins, in [0, 1]    ``name:bin0``, ...,
+                                                                     ``name:bin{T-1}``
 Boolean        1 (0 or 1)                                            ``name``
 Categorical    vocabulary one-hot + "other" bucket, or 2^hash_bits   ``name=level``,
                                                                      ``name=__other__``,
@@ -32,6 +34,16 @@ colliding tokens cancel in expectation instead of adding up (Weinberger et al., 
 that share their bucket with another is ``1 - (1 - 1/B)^(m - 1)`` (about ``(m - 1) / B`` for
 ``m`` much smaller than ``B``); choose ``hash_bits`` so that this is small for the vocabulary
 size you expect. :func:`expected_collision_rate` computes it.
+
+A numeric field with ``bins`` (ascending edges ``e_0 < ... < e_T`` in transformed units, after
+log1p/clip) is written as its piecewise-linear encoding (Gorishniy, Rubachev and Babenko,
+2022, "On Embeddings for Numerical Features in Tabular Deep Learning"): column ``t`` is
+``clip((x - e_t) / (e_{t+1} - e_t), 0, 1)``, so a value below ``e_0`` gives all zeros and one
+above ``e_T`` all ones. A linear model on these columns fits any piecewise-linear function of
+``x`` with knots at the edges (thresholds, plateaus), which it cannot on the one raw column.
+A missing value is encoded at its impute value. The columns are already in [0, 1], so a
+binned field is not normalized (``normalize`` must be None), and it cannot be crossed.
+:meth:`FeatureSchema.with_quantile_bins` fits edges at quantiles of sample records.
 """
 
 from __future__ import annotations
@@ -39,6 +51,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import numbers
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar
@@ -126,6 +140,28 @@ def _check_impute(value: Any, what: str) -> float | str:
     return float(value)
 
 
+def _check_bins(value: Any, what: str) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
+        raise TypeError(f"{what} must be a sequence of bin edges (numbers), got {value!r}")
+    edges = tuple(value)
+    for v in edges:
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or \
+                type(v).__name__ == "bool_":
+            raise TypeError(f"{what} must contain only numbers, got {v!r}")
+    edges = tuple(float(v) for v in edges)
+    if len(edges) < 2:
+        raise ValueError(f"{what} needs at least 2 edges (one bin), got {len(edges)}; "
+                         "pass bins=None to keep the plain numeric column")
+    if not all(math.isfinite(v) for v in edges):
+        raise ValueError(f"{what} must be finite numbers, got {value!r}")
+    if any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
+        raise ValueError(f"{what} must be strictly increasing, got {value!r}; sort them and "
+                         "drop duplicates")
+    return edges
+
+
 def _check_normalize(value: Any, what: str) -> str | None:
     if value not in NORMALIZERS:
         raise ValueError(f"{what} must be one of {NORMALIZERS}, got {value!r}")
@@ -194,7 +230,13 @@ class Numeric(Field):
     valid_range : (low, high), optional
         Declared valid range of the raw value: a value outside rejects the record.
     normalize : {'standard', 'minmax', 'robust', 'clipped', None}, default 'standard'
-        Online normalizer of the column (see :mod:`ducklearn.features.normalize`).
+        Online normalizer of the column (see :mod:`ducklearn.features.normalize`). With
+        ``bins`` it must be None (the default 'standard' becomes None): the encoding is
+        already in [0, 1].
+    bins : sequence of float, optional
+        Ascending bin edges in transformed units (after log1p and clip): the field becomes
+        ``len(bins) - 1`` piecewise-linear columns ``name:bin0``... instead of one (see the
+        module docs). :meth:`FeatureSchema.with_quantile_bins` fits them from data.
     """
 
     impute: float | str = "mean"
@@ -202,6 +244,7 @@ class Numeric(Field):
     clip: tuple[float, float] | None = None
     valid_range: tuple[float, float] | None = None
     normalize: str | None = "standard"
+    bins: tuple[float, ...] | None = None
 
     kind: ClassVar[str] = "numeric"
 
@@ -214,6 +257,20 @@ class Numeric(Field):
         if not isinstance(self.log1p, bool):
             raise TypeError(f"field {self.name!r}: log1p must be True or False")
         _check_normalize(self.normalize, f"{self.name}.normalize")
+        object.__setattr__(self, "bins", _check_bins(self.bins, f"{self.name}.bins"))
+        if self.bins is not None and self.normalize is not None:
+            if self.normalize != "standard":
+                raise ValueError(
+                    f"{self.name}.normalize={self.normalize!r} cannot apply to a binned field "
+                    "(its piecewise-linear columns are already in [0, 1]); pass normalize=None"
+                )
+            object.__setattr__(self, "normalize", None)  # the default, not a request
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        if out["bins"] is None:
+            del out["bins"]  # unbinned fields keep the descriptions (and hashes) they had
+        return out
 
     def transform_value(self, v: float) -> float:
         """The raw-to-transformed map the C++ plan applies (log1p, then clip)."""
@@ -227,7 +284,8 @@ class Numeric(Field):
         out = super()._plan()
         out.update(log1p=self.log1p, clip=self.clip, valid_range=self.valid_range,
                    impute=self.transform_value(self.impute)
-                   if not isinstance(self.impute, str) else 0.0)
+                   if not isinstance(self.impute, str) else 0.0,
+                   bin_edges=list(self.bins or ()))
         return out
 
 
@@ -529,6 +587,11 @@ class FeatureSchema:
                         f"cross {c.name!r}: field {side!r} cannot be crossed (only categorical, "
                         "numeric, boolean and timestamp-age fields can)"
                     )
+                if isinstance(f, Numeric) and f.bins is not None:
+                    raise ValueError(
+                        f"cross {c.name!r}: field {side!r} has bins, and a binned field has no "
+                        "single value to cross; drop the cross or the field's bins"
+                    )
             xs.append(c)
         self.name = name
         self.version = version
@@ -661,6 +724,87 @@ class FeatureSchema:
     def with_options(self, name: str, **options: Any) -> FeatureSchema:
         """A new schema where field ``name`` has some options changed."""
         return self.extend(replace(self[name], **options), replace_fields=True)
+
+    def with_quantile_bins(self, records: Any, n_bins: int = 16,
+                           fields: Sequence[str] | None = None) -> FeatureSchema:
+        """A new schema whose numeric fields get bin edges at quantiles of ``records``.
+
+        Each chosen field's transformed values (after log1p and clip, as the C++ plan
+        computes them; missing values and rejected records left out) give edges
+        ``np.unique(np.quantile(values, np.linspace(0, 1, n_bins + 1)))``: ``n_bins`` bins of
+        equal counts, fewer where quantiles coincide (discrete values). Binned fields get
+        ``normalize=None`` (see :class:`Numeric`). A field with fewer than 2 distinct values
+        keeps no bins, with a ``UserWarning`` naming it. The version is unchanged; the hash
+        changes with the edges.
+
+        Parameters
+        ----------
+        records : list of dicts, DataFrame, pyarrow Table or dict of columns
+            Sample records (e.g. the history a model bootstraps on); keys the schema does not
+            declare are ignored.
+        n_bins : int, default 16
+            Bins per field, in [1, 1024].
+        fields : sequence of str, optional
+            Numeric fields to bin (their existing edges are refitted). Default: every
+            numeric field without bins that no cross uses.
+
+        Examples
+        --------
+        >>> s = FeatureSchema("s", [Numeric("x"), Categorical("c", vocabulary=["a"])])
+        >>> b = s.with_quantile_bins({"x": [0.0, 1.0, 2.0, 3.0, 4.0], "c": ["a"] * 5}, 4)
+        >>> b["x"].bins
+        (0.0, 1.0, 2.0, 3.0, 4.0)
+        >>> b.compile().column_names
+        ['x:bin0', 'x:bin1', 'x:bin2', 'x:bin3', 'c=a', 'c=__other__']
+        """
+        import numpy as np
+
+        if isinstance(n_bins, bool) or not isinstance(n_bins, int) or not 1 <= n_bins <= 1024:
+            raise ValueError(f"n_bins must be an integer in [1, 1024], got {n_bins!r}")
+        crossed = {side for c in self._crosses for side in (c.a, c.b)}
+        if fields is None:
+            chosen = [f.name for f in self._fields
+                      if isinstance(f, Numeric) and f.bins is None and f.name not in crossed]
+        else:
+            if isinstance(fields, str) or not isinstance(fields, Iterable):
+                raise TypeError(f"fields must be a list of field names, got {fields!r}")
+            chosen = list(fields)
+            for name in chosen:
+                f = self[name]
+                if not isinstance(f, Numeric):
+                    raise ValueError(f"fields: {name!r} is a {f.kind} field; only numeric "
+                                     "fields can be binned")
+                if name in crossed:
+                    raise ValueError(f"fields: {name!r} is used by a cross and cannot be "
+                                     "binned; drop the cross first")
+        if not chosen:
+            return self
+        # The plan computes the transformed values (log1p, clip) exactly as it will encode
+        # them; a plain copy of the schema (no bins on the chosen fields) reads them.
+        plain = FeatureSchema(self.name, [replace(f, bins=None, normalize=None)
+                                          if f.name in chosen else f for f in self._fields],
+                              self._crosses, version=self.version)
+        raw, _ = plain.compile(unknown_fields="ignore")._raw(records)
+        new: list[Field] = []
+        too_few: list[str] = []
+        for i, f in enumerate(self._fields):
+            if f.name not in chosen:
+                new.append(f)
+                continue
+            values = raw[:, i]
+            values = values[~np.isnan(values)]
+            edges = (np.unique(np.quantile(values, np.linspace(0.0, 1.0, n_bins + 1)))
+                     if values.size else np.empty(0))
+            if edges.size < 2:
+                too_few.append(f.name)
+                new.append(replace(f, bins=None))
+            else:
+                new.append(replace(f, bins=tuple(float(e) for e in edges), normalize=None))
+        if too_few:
+            warnings.warn(f"with_quantile_bins: field(s) {too_few} have fewer than 2 distinct "
+                          "values in the sample and keep no bins", UserWarning, stacklevel=2)
+        return FeatureSchema(self.name, new, self._crosses, version=self.version,
+                             description=self.description)
 
     def compile(self, **options: Any):
         """An :class:`~ducklearn.features.Extractor` for this schema (options documented
