@@ -31,7 +31,7 @@ from ducklearn.legacy import NaiveLearner
 from ducklearn.linear import LogisticRegression
 from ducklearn.nn import MLPClassifier
 from ducklearn.optim import SGD, Adam
-from ducklearn.quickstart import entity_columns, entity_schema
+from ducklearn.quickstart import ENTITY_LR, entity_adaptation, entity_columns, entity_schema
 
 HERE = Path(__file__).resolve().parent
 BEGIN, END = "<!-- BEGIN learning -->", "<!-- END learning -->"
@@ -85,23 +85,24 @@ def vw_prequential(X: np.ndarray, y: np.ndarray, args: str) -> tuple[np.ndarray,
     return (p > 0.5) == (y > 0.5), seconds
 
 
-def ducklearn_stream(stream, *, hidden=(64, 64), lr=0.002, adaptation=None,
-                     bootstrap_share=0.1) -> tuple[np.ndarray, float, dict]:
-    """The product pipeline: schema features, bootstrap on the first share, then the C++
-    adaptive learner test-then-train on the rest (as OnlineLearner runs it)."""
+def ducklearn_stream(stream, *, hidden=(64, 64), lr=ENTITY_LR, adaptation=None,
+                     bootstrap_share=0.1, bins=16) -> tuple[np.ndarray, float, dict]:
+    """The product pipeline: schema features (numeric fields as piecewise-linear encodings
+    over ``bins`` quantile bins of the bootstrap share), bootstrap on the first share, then
+    the C++ adaptive learner test-then-train on the rest (as OnlineLearner runs it)."""
     from ducklearn import _core
 
-    ex = entity_schema(stream).compile()
-    X, dead = ex.transform(entity_columns(stream))
-    assert not dead
     y = stream.y
     n_hist = int(bootstrap_share * stream.n)
+    ex = entity_schema(stream, bins=bins, history=n_hist).compile()
+    X, dead = ex.transform(entity_columns(stream))
+    assert not dead
     model = MLPClassifier(hidden_layer_sizes=hidden, scale=True, lr=lr, batch_size=64)
     t0 = time.perf_counter()
     boot = bootstrap(model, X[:n_hist], y[:n_hist].astype(int), validation=0.1,
                      max_epochs=30, patience=3)
     core = _core.AdaptiveLearner(boot.model._learner,
-                                 (adaptation or Adaptation()).to_config(), 0)
+                                 (adaptation or entity_adaptation()).to_config(), 0)
     preds, _ = core.learn(X[n_hist:], y[n_hist:])
     seconds = time.perf_counter() - t0
     live = (preds[:, 0] > 0.5) == (y[n_hist:] > 0.5)
@@ -133,8 +134,8 @@ def accuracy_entity(n: int, river_limit: float) -> list[str]:
     bayes = np.maximum(s.p_true, 1 - s.p_true)
     rows = []  # (name, short name, per-example correctness, examples, seconds)
     ours, secs, stats = ducklearn_stream(s)
-    rows.append(("ducklearn MLP 64-64 (schema features, bootstrap on the first 10%, "
-                 "adaptive learner)", "ducklearn MLP", ours, n, secs))
+    rows.append(("ducklearn MLP 64-64 (schema features with PLE bins, bootstrap on the "
+                 "first 10%, adaptive learner)", "ducklearn MLP", ours, n, secs))
     lin = LogisticRegression(scale=True)
     r = prequential(lin, s.X, s.y)
     rows.append(("ducklearn LogisticRegression(scale=True) on raw columns", "ducklearn LR",

@@ -45,3 +45,28 @@ def test_cli_entry_points():
     bad = subprocess.run([sys.executable, "-m", "ducklearn.cli", "quickstart", "--n", "10"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "must be >= 1000" in bad.stderr
+
+
+def test_entity_schema_bins_come_from_the_history_only():
+    import numpy as np
+    import pytest
+    from ducklearn.datasets import make_entity_stream
+    from ducklearn.quickstart import entity_columns, entity_schema
+
+    stream = make_entity_stream(2_000, seed=0)
+    plain = entity_schema(stream, bins=None)
+    assert all(getattr(f, "bins", None) is None for f in plain.fields)
+    binned = entity_schema(stream, bins=8, history=300)
+    assert binned == plain.with_quantile_bins(entity_columns(stream, 0, 300), n_bins=8)
+    numeric = [f for f in binned.fields if f.kind == "numeric"]
+    assert len(numeric) == len(stream.numeric_names) and all(f.bins for f in numeric)
+    # Edges are quantiles of the (log1p) history values: the later records play no part.
+    f = numeric[0]
+    hist = np.asarray(entity_columns(stream, 0, 300)[f.name], dtype=float)
+    np.testing.assert_allclose(f.bins, np.unique(np.quantile(
+        np.log1p(hist) if f.log1p else hist, np.linspace(0, 1, 9))))
+    assert entity_schema(stream) == plain.with_quantile_bins(entity_columns(stream, 0, 200))
+    with pytest.raises(ValueError, match="bins must be None or an integer"):
+        entity_schema(stream, bins=0)
+    with pytest.raises(ValueError, match="history must be an integer"):
+        entity_schema(stream, history=5_000)
