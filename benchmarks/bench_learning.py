@@ -355,6 +355,29 @@ def forgetting() -> list[str]:
             "| safeguard | accuracy on A after B | accuracy on B |", "|---|---|---|", *rows, ""]
 
 
+SERVICE_UPDATE_BATCH = 8  # micro-batch reported next to per-example steps in service()
+
+
+def _saturated(model, s, update_batch: int, repeats: int) -> tuple[float, float]:
+    """Best learning rate over `repeats` fresh learners fed the whole stream in chunks of
+    1,000 arrays, and the prequential accuracy over the stream (of the last run)."""
+    X, y = s.X, s.y.astype(int)
+    best, acc = 0.0, float("nan")
+    for _ in range(repeats):
+        ol = OnlineLearner(model, feature_names=s.feature_names, classes=[0, 1],
+                           on_full="block", block_timeout=60, queue_capacity=len(X),
+                           publish_interval=0.02, metrics_window=len(X),
+                           adaptation=Adaptation.none().replace(update_batch=update_batch))
+        t0 = time.perf_counter()
+        for a in range(0, len(X), 1000):
+            ol.ingest_many(X[a:a + 1000], y[a:a + 1000])
+        ol.flush(timeout=300)
+        best = max(best, ol.stats()["learned"] / (time.perf_counter() - t0))
+        acc = ol.stats()["rolling_accuracy"]  # every example predicted before it was learned
+        ol.close()
+    return best, acc
+
+
 def service(n_events: int) -> list[str]:
     """OnlineLearner on the MLP 64-128-128-1: ingest cost, learning rate, publish latency."""
     s = make_entity_stream(min(n_events, 200_000), seed=0, n_distractors=30)
@@ -371,15 +394,13 @@ def service(n_events: int) -> list[str]:
         ol.ingest(rec, 1)
         t.append(time.perf_counter() - t0)
     ol.flush(timeout=120)
-    t = np.array(t) * 1e6
-    # Saturated learning rate: arrays in chunks.
-    before = ol.stats()["learned"]
-    t0 = time.perf_counter()
-    for a in range(0, len(X), 1000):
-        ol.ingest_many(X[a:a + 1000], y[a:a + 1000])
-    ol.flush(timeout=300)
-    rate = (ol.stats()["learned"] - before) / (time.perf_counter() - t0)
     ol.close()
+    t = np.array(t) * 1e6
+    # Saturated learning rate, one Adam step per example and per micro-batch of k, with the
+    # prequential accuracy each gets on the same noisy stream (the price of batching).
+    k = SERVICE_UPDATE_BATCH
+    rate, acc1 = _saturated(model, s, 1, 3)
+    rate_k, acc_k = _saturated(model, s, k, 3)
     # Update-to-publish latency at a sustainable load (half the saturated rate).
     ol = OnlineLearner(model, feature_names=s.feature_names, classes=[0, 1],
                        publish_interval=0.02, adaptation=Adaptation.none())
@@ -399,10 +420,17 @@ def service(n_events: int) -> list[str]:
     return ["### Learner service (OnlineLearner, MLP 64-128-128-1, 64 features)", "",
             f"- `ingest` of one record (dict of 64 features): p50 {np.percentile(t, 50):.2f} µs, "
             f"p99 {np.percentile(t, 99):.2f} µs.",
-            f"- Saturated learning throughput (arrays ingested in chunks of 1,000, "
-            f"per-example updates with Adam): {rate:,.0f} experiences/s (target ≥ 100,000).",
+            f"- Saturated learning throughput (arrays ingested in chunks of 1,000, Adam, best "
+            f"of 3 over {len(X):,} experiences), target ≥ 100,000 experiences/s:",
+            f"  - one step per example (`update_batch=1`): {rate:,.0f} experiences/s, "
+            f"prequential accuracy {acc1:.4f};",
+            f"  - micro-batches of {k} (`Adaptation(update_batch={k})`): {rate_k:,.0f} "
+            f"experiences/s ({rate_k / rate:.1f}×), prequential accuracy {acc_k:.4f} "
+            f"({(acc_k - acc1) * 100:+.2f} points; a prediction may come from a model that "
+            f"has not yet learned the up to {k - 1} examples before it in its block).",
             f"- Update-to-publish latency at {paced:,.0f} experiences/s for 5 s "
-            f"(publish every 20 ms): p50 {st['publish_latency_p50'] * 1e3:.1f} ms, p99 "
+            f"(publish every 20 ms, per-example steps): p50 "
+            f"{st['publish_latency_p50'] * 1e3:.1f} ms, p99 "
             f"{st['publish_latency_p99'] * 1e3:.1f} ms (target p99 < 100 ms).", ""]
 
 

@@ -1144,6 +1144,8 @@ TEST(AdaptationConfig, BadFieldsThrowNamingTheField) {
       {"background_patience", [](AdaptationConfig& c) { c.background_patience = 10; }},
       {"swap_z", [](AdaptationConfig& c) { c.swap_z = std::nanf(""); }},
       {"consolidate_every", [](AdaptationConfig& c) { c.consolidate_every = 100; }},
+      {"update_batch", [](AdaptationConfig& c) { c.update_batch = 0; }},
+      {"update_batch", [](AdaptationConfig& c) { c.update_batch = 1 << 20; }},
   };
   for (const Case& c : cases) {
     AdaptationConfig cfg;
@@ -1296,6 +1298,151 @@ TEST(AdaptiveState, MalformedStateThrowsInvalidArgument) {
   bad = lone;
   bad.set_int("arch.n_layers", 0);
   EXPECT_THROW(ducklearn::load_learner(bad, ""), std::invalid_argument);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Micro-batched test-then-train (update_batch > 1)
+
+std::vector<float> params_of(const Learner& l) {
+  return {l.model().params(), l.model().params() + l.model().n_params()};
+}
+
+// A block is: the scaler takes in its rows, every row is predicted with the parameters as they
+// were, then one step on the mean gradient, i.e. learn_batch without touching the scaler again.
+// The parameters must match that reference bit for bit (same rows, same gradient, same step);
+// predictions come from the training forward pass, so they match predict() to rounding.
+TEST(MicroBatch, StepBatchIsPredictThenOneMeanGradientStep) {
+  const Stream s = flip_stream(203, 5, 1000, 0.1, 11);
+  const Learner base = mlp_learner(5, 16, optimizer(OptimizerKind::Adam, 0.01f), true, 3);
+  Learner a(base), ref(base);
+  Workspace ws;
+  std::vector<float> pa(8), pr(8);
+  std::vector<double> la(8);
+  for (int64_t i = 0; i < s.n; i += 8) {
+    const int64_t m = std::min<int64_t>(8, s.n - i);  // 203 = 25 × 8 + a block of 3
+    a.step_batch(&s.X[i * 5], &s.y[i], m, pa.data(), la.data());
+    ref.scaler()->update(&s.X[i * 5], m);
+    ref.predict(&s.X[i * 5], m, pr.data(), ws);
+    ref.learn_batch(&s.X[i * 5], &s.y[i], m, /*update_scaler=*/false);
+    for (int64_t r = 0; r < m; ++r) {
+      ASSERT_NEAR(pa[r], pr[r], 1e-5) << "row " << i + r;
+      const double p = std::clamp<double>(pr[r], 1e-7, 1.0 - 1e-7);
+      const double want = s.y[i + r] > 0.5f ? -std::log(p) : -std::log(1.0 - p);
+      ASSERT_NEAR(la[r], want, 1e-4) << "loss of row " << i + r;
+    }
+    ASSERT_TRUE(same_bits(params_of(a), params_of(ref))) << "parameters differ after row " << i;
+  }
+  EXPECT_EQ(a.examples_seen(), s.n);
+}
+
+// update_batch = 1 is the per-example loop: the same predictions as Learner::step, bit for bit.
+TEST(MicroBatch, UpdateBatchOneIsThePerExampleLoop) {
+  const Stream s = flip_stream(500, 4, 1000, 0.1, 12);
+  const Learner base = mlp_learner(4, 8, optimizer(OptimizerKind::Adam, 0.01f), true, 4);
+  AdaptationConfig cfg;
+  cfg.detector = DetectorKind::None;
+  cfg.background = false;
+  cfg.update_batch = 1;
+  AdaptiveLearner a(base, cfg, 0);
+  Learner ref(base);
+  std::vector<float> pa(s.n), pr(s.n);
+  a.learn(s.X.data(), s.y.data(), s.n, pa.data(), nullptr);
+  for (int64_t i = 0; i < s.n; ++i) ref.step(&s.X[i * 4], s.y[i], &pr[i]);
+  EXPECT_TRUE(same_bits(pa, pr));
+  EXPECT_TRUE(same_bits(params_of(a.active()), params_of(ref)));
+}
+
+// With k = 8 the adaptive learner is that reference block after block, whatever the chunking of
+// the calls (a call's last block is shorter), and every prediction is made before its label
+// is learned: on a stream of one repeated example, the first block predicts the untrained
+// model's output for all 8 rows.
+TEST(MicroBatch, AdaptiveBlocksMatchTheBatchReferenceAndPredictBeforeLearning) {
+  const Stream s = flip_stream(300, 4, 1000, 0.1, 13);
+  const Learner base = mlp_learner(4, 8, optimizer(OptimizerKind::Adam, 0.05f), true, 5);
+  AdaptationConfig cfg;
+  cfg.detector = DetectorKind::None;
+  cfg.background = false;
+  cfg.update_batch = 8;
+  AdaptiveLearner a(base, cfg, 0);
+  Learner ref(base);
+  std::vector<float> pa(s.n), pr(s.n);
+  std::vector<double> la(s.n), lr(s.n);
+  // Calls of 37 rows: blocks 8, 8, 8, 8, 5 per call.
+  for (int64_t i = 0; i < s.n; i += 37) {
+    const int64_t m = std::min<int64_t>(37, s.n - i);
+    a.learn(&s.X[i * 4], &s.y[i], m, &pa[i], &la[i]);
+    for (int64_t b = i; b < i + m; b += 8) {
+      const int64_t r = std::min<int64_t>(8, i + m - b);
+      ref.step_batch(&s.X[b * 4], &s.y[b], r, &pr[b], &lr[b]);
+    }
+  }
+  EXPECT_TRUE(same_bits(pa, pr));
+  EXPECT_TRUE(same_bits(la, lr));
+  EXPECT_TRUE(same_bits(params_of(a.active()), params_of(ref)));
+  EXPECT_EQ(a.stats().examples, s.n);
+
+  AdaptiveLearner fresh(base, cfg, 0);
+  std::vector<float> x(8 * 4), y(8, 1.0f), p(8);
+  for (int64_t r = 0; r < 8; ++r) std::copy(&s.X[0], &s.X[4], &x[r * 4]);
+  fresh.learn(x.data(), y.data(), 8, p.data(), nullptr);
+  for (int64_t r = 1; r < 8; ++r) EXPECT_EQ(p[r], p[0]) << "row " << r << " saw an update";
+  fresh.learn(x.data(), y.data(), 1, p.data() + 1, nullptr);
+  EXPECT_GT(p[1], p[0]) << "the block's step did not move the prediction towards the label";
+}
+
+// Drift handling still works in blocks: the detector fires soon after an abrupt flip, a
+// challenger takes over, and the learner is accurate on the new concept.
+TEST(MicroBatch, DetectsAndRecoversFromAnAbruptFlipWithBlocksOfEight) {
+  AdaptationConfig cfg;
+  cfg.detector = DetectorKind::PageHinkley;
+  cfg.ph_threshold = 5.0;
+  cfg.ph_min_instances = 10;
+  cfg.background_grace = 3;
+  cfg.swap_z = 2.0f;
+  cfg.update_batch = 8;
+  const Stream s = flip_stream(4000, 3, 2000, 0.0, 14);
+  AdaptiveLearner a(linear_learner(3, optimizer(OptimizerKind::AdaGrad, 0.5f)), cfg, 1);
+  std::vector<float> p(s.n);
+  a.learn(s.X.data(), s.y.data(), 2000, p.data(), nullptr);
+  ASSERT_EQ(a.stats().swaps, 0);
+  a.learn(&s.X[2000 * 3], &s.y[2000], 2000, &p[2000], nullptr);
+  EXPECT_GE(a.stats().drifts, 1);
+  EXPECT_GE(a.stats().last_drift_at, 2000);
+  EXPECT_LT(a.stats().last_drift_at, 2100) << "detection too late";
+  EXPECT_GE(a.stats().swaps, 1);
+  int correct = 0;
+  for (int64_t i = 3500; i < 4000; ++i) correct += (p[i] > 0.5f) == (s.y[i] > 0.5f);
+  EXPECT_GT(correct, 475) << "not recovered on the new concept";
+}
+
+// Checkpoints taken mid-race with k = 8 continue bit for bit, in calls that end on partial
+// blocks (61 rows), with replay, a rate boost and a plateau cut crossing the blocks.
+TEST(MicroBatch, RoundTripMidRaceContinuesIdentically) {
+  AdaptationConfig cfg;
+  cfg.detector = DetectorKind::ADWIN;
+  cfg.replay_capacity = 128;
+  cfg.replay_every = 3;
+  cfg.replay_batch = 4;
+  cfg.drift_lr_boost = 2.0f;
+  cfg.boost_decay = 300;
+  cfg.plateau_factor = 0.5f;
+  cfg.plateau_every = 200;
+  cfg.plateau_patience = 2;
+  cfg.update_batch = 8;
+  const Stream s = flip_stream(4000, 3, 1500, 0.05, 1);
+  ducklearn::AdaptationStats st;
+  check_adaptive_round_trip(mlp_learner(3, 8, optimizer(OptimizerKind::Adam, 0.02f), true, 6),
+                            cfg, s, &st);
+  if (HasFatalFailure()) return;
+  EXPECT_GE(st.drifts, 1);
+  EXPECT_GT(st.replay_updates, 0);
+  StateDict saved;
+  AdaptiveLearner(linear_learner(3, optimizer(OptimizerKind::SGD, 0.1f)), cfg, 0)
+      .save_state(saved);
+  EXPECT_EQ(AdaptiveLearner::load_state(saved)->config().update_batch, 8);
+  // A state saved before micro-batching existed has no such key: one step per example.
+  saved.numbers.erase("adaptive.config.update_batch");
+  EXPECT_EQ(AdaptiveLearner::load_state(saved)->config().update_batch, 1);
 }
 
 }  // namespace

@@ -49,6 +49,9 @@ void AdaptationConfig::validate() const {
   check(consolidate_samples >= 1, "consolidate_samples must be >= 1");
   check(consolidate_every == 0 || replay_capacity > 0,
         "consolidate_every needs a replay buffer (replay_capacity > 0) to draw examples from");
+  // The upper bound keeps a corrupt checkpoint from asking for huge block buffers.
+  check(update_batch >= 1 && update_batch <= 65536,
+        "update_batch must be in [1, 65536] (1 = one optimizer step per example)");
 }
 
 namespace {
@@ -79,8 +82,12 @@ AdaptiveLearner::AdaptiveLearner(Learner base, const AdaptationConfig& config, u
   recent_x_.assign(static_cast<size_t>(config_.recent_window * d), 0.0f);
   recent_y_.assign(static_cast<size_t>(config_.recent_window), 0.0f);
   recent_loss_.assign(static_cast<size_t>(config_.recent_window), 0.0f);
-  pred_.assign(static_cast<size_t>(k), 0.0f);
-  bg_pred_.assign(static_cast<size_t>(k), 0.0f);
+  const int64_t block = config_.update_batch;
+  pred_.assign(static_cast<size_t>(block * k), 0.0f);
+  bg_pred_.assign(static_cast<size_t>(block * k), 0.0f);
+  loss_buf_.assign(static_cast<size_t>(block), 0.0);
+  bg_loss_.assign(static_cast<size_t>(block), 0.0);
+  if (block > 1) active_->reserve(block);
   const int64_t rows = config_.recent_window > config_.replay_batch ? config_.recent_window
                                                                     : config_.replay_batch;
   const int64_t rows2 = rows > config_.consolidate_samples ? rows : config_.consolidate_samples;
@@ -102,7 +109,13 @@ AdaptiveLearner::AdaptiveLearner(const AdaptiveLearner& o)
       recent_x_(o.recent_x_), recent_y_(o.recent_y_), recent_loss_(o.recent_loss_),
       recent_next_(o.recent_next_),
       recent_size_(o.recent_size_), pred_(o.pred_), bg_pred_(o.bg_pred_),
-      batch_x_(o.batch_x_), batch_y_(o.batch_y_) {}
+      loss_buf_(o.loss_buf_), bg_loss_(o.bg_loss_), batch_x_(o.batch_x_), batch_y_(o.batch_y_) {
+  // Copied learners size their scratch for one row; blocks would otherwise regrow it.
+  if (config_.update_batch > 1) {
+    active_->reserve(config_.update_batch);
+    if (background_) background_->reserve(config_.update_batch);
+  }
+}
 
 
 bool AdaptiveLearner::detect(double loss) {
@@ -190,6 +203,7 @@ void AdaptiveLearner::start_background(int64_t change_age) {
   background_ = std::make_unique<Learner>(*blueprint_);
   if (active_->scaler() != nullptr) *background_->scaler() = *active_->scaler();
   background_->optimizer().set_lr_scale(config_.background_lr_scale);
+  if (config_.update_batch > 1) background_->reserve(config_.update_batch);
   ++stats_.backgrounds_started;
   stats_.background_age = 0;
   stats_.race_diff_mean = 0.0;
@@ -265,64 +279,114 @@ void AdaptiveLearner::consolidate(int64_t samples) {
   ++stats_.consolidations;
 }
 
+void AdaptiveLearner::account(const float* x, float y, double loss, bool raced,
+                              double bg_loss) {
+  const double a = config_.loss_smoothing;
+  stats_.loss_ewma = stats_.examples == 0 ? loss : (1.0 - a) * stats_.loss_ewma + a * loss;
+  if (raced) {
+    // Both models are scored on the same examples; the weight starts at 1/age (a plain
+    // mean, so the first losses do not dominate) and settles at loss_smoothing.
+    ++stats_.background_age;
+    const double w = 1.0 / static_cast<double>(stats_.background_age);
+    const double b = w > a ? w : a;
+    stats_.background_loss_ewma = (1.0 - b) * stats_.background_loss_ewma + b * bg_loss;
+    stats_.active_loss_since_challenge =
+        (1.0 - b) * stats_.active_loss_since_challenge + b * loss;
+    const double diff = loss - bg_loss;
+    const double delta = diff - stats_.race_diff_mean;
+    stats_.race_diff_mean += delta * w;
+    stats_.race_diff_m2 += delta * (diff - stats_.race_diff_mean);
+  }
+  ++stats_.examples;
+
+  record_recent(x, y, loss);
+  if (replay_) {
+    replay_->add(x, y, static_cast<float>(loss));
+    if (stats_.examples % config_.replay_every == 0) replay_step();
+  }
+  if (config_.plateau_factor < 1.0f) {
+    plateau_sum_ += loss;
+    if (++plateau_count_ == config_.plateau_every) {
+      if (plateau_.update(plateau_sum_ / static_cast<double>(plateau_count_))) {
+        const float next = plateau_scale_ * config_.plateau_factor;
+        plateau_scale_ = next > config_.min_lr_scale ? next : config_.min_lr_scale;
+        ++stats_.lr_reductions;
+        plateau_.reset();
+      }
+      plateau_sum_ = 0.0;
+      plateau_count_ = 0;
+    }
+  }
+  detect(loss);
+  if (background_) maybe_swap();
+  if (config_.consolidate_every > 0 && stats_.examples % config_.consolidate_every == 0 &&
+      replay_->size() > 0) {
+    consolidate(config_.consolidate_samples);
+  }
+  apply_lr_scale();
+}
+
 void AdaptiveLearner::learn(const float* X, const float* y, int64_t n, float* preds,
                             double* losses) {
   for (int64_t i = 0; i < n; ++i) active_->check_label(y[i]);
   detail::FlushDenormals ftz;
+  if (config_.update_batch > 1) {
+    learn_blocks(X, y, n, preds, losses);
+    return;
+  }
   const int64_t d = active_->n_inputs(), k = active_->n_outputs();
-  const double a = config_.loss_smoothing;
   for (int64_t i = 0; i < n; ++i) {
     const float* x = X + i * d;
     float* p = preds != nullptr ? preds + i * k : pred_.data();
 
     // The challenger sees the example first: both predict before either learns it.
+    const bool raced = background_ != nullptr;
     double bg_loss = 0.0;
-    if (background_) bg_loss = background_->step(x, y[i], bg_pred_.data());
+    if (raced) bg_loss = background_->step(x, y[i], bg_pred_.data());
     const double loss = active_->step(x, y[i], p);
     if (losses != nullptr) losses[i] = loss;
+    account(x, y[i], loss, raced, bg_loss);
+  }
+}
 
-    stats_.loss_ewma = stats_.examples == 0 ? loss : (1.0 - a) * stats_.loss_ewma + a * loss;
-    if (background_) {
-      // Both models are scored on the same examples; the weight starts at 1/age (a plain
-      // mean, so the first losses do not dominate) and settles at loss_smoothing.
-      ++stats_.background_age;
-      const double w = 1.0 / static_cast<double>(stats_.background_age);
-      const double b = w > a ? w : a;
-      stats_.background_loss_ewma = (1.0 - b) * stats_.background_loss_ewma + b * bg_loss;
-      stats_.active_loss_since_challenge =
-          (1.0 - b) * stats_.active_loss_since_challenge + b * loss;
-      const double diff = loss - bg_loss;
-      const double delta = diff - stats_.race_diff_mean;
-      stats_.race_diff_mean += delta * w;
-      stats_.race_diff_m2 += delta * (diff - stats_.race_diff_mean);
-    }
-    ++stats_.examples;
+void AdaptiveLearner::learn_blocks(const float* X, const float* y, int64_t n, float* preds,
+                                   double* losses) {
+  const int64_t d = active_->n_inputs(), k = active_->n_outputs();
+  const int64_t block = config_.update_batch;
+  for (int64_t s = 0; s < n; s += block) {
+    const int64_t m = n - s < block ? n - s : block;
+    const float* xb = X + s * d;
+    const float* yb = y + s;
+    float* pb = preds != nullptr ? preds + s * k : pred_.data();
+    double* lb = losses != nullptr ? losses + s : loss_buf_.data();
 
-    record_recent(x, y[i], loss);
-    if (replay_) {
-      replay_->add(x, y[i], static_cast<float>(loss));
-      if (stats_.examples % config_.replay_every == 0) replay_step();
-    }
-    if (config_.plateau_factor < 1.0f) {
-      plateau_sum_ += loss;
-      if (++plateau_count_ == config_.plateau_every) {
-        if (plateau_.update(plateau_sum_ / static_cast<double>(plateau_count_))) {
-          const float next = plateau_scale_ * config_.plateau_factor;
-          plateau_scale_ = next > config_.min_lr_scale ? next : config_.min_lr_scale;
-          ++stats_.lr_reductions;
-          plateau_.reset();
-        }
-        plateau_sum_ = 0.0;
-        plateau_count_ = 0;
+    // Both models predict the whole block before either learns from it.
+    Learner* raced = background_.get();
+    if (raced != nullptr) raced->step_batch(xb, yb, m, bg_pred_.data(), bg_loss_.data());
+    active_->step_batch(xb, yb, m, pb, lb);
+
+    // The per-example policies run on the block's rows in order. A swap inside the block
+    // ends the race for the rows after it (the new active model has learned them all).
+    // Addresses are compared only while the raced model is alive: once it is swapped in
+    // or dropped, `racing` goes false before a new challenger can be spawned.
+    bool racing = raced != nullptr;
+    Learner* spawned = nullptr;
+    int64_t spawned_at = 0;
+    for (int64_t r = 0; r < m; ++r) {
+      account(xb + r * d, yb[r], lb[r], racing, racing ? bg_loss_[static_cast<size_t>(r)] : 0.0);
+      if (racing && background_.get() != raced) racing = false;
+      if (!racing && spawned == nullptr && background_ != nullptr) {
+        spawned = background_.get();
+        spawned_at = r;
       }
     }
-    detect(loss);
-    if (background_) maybe_swap();
-    if (config_.consolidate_every > 0 && stats_.examples % config_.consolidate_every == 0 &&
-        replay_->size() > 0) {
-      consolidate(config_.consolidate_samples);
+    // A challenger spawned at row r was warm-started on rows up to r; it learns the rest of
+    // the block too, as the active model has. Its scaler, copied from the active one,
+    // already counts them.
+    if (spawned != nullptr && background_.get() == spawned && spawned_at + 1 < m) {
+      const int64_t from = spawned_at + 1;
+      spawned->learn_batch(xb + from * d, yb + from, m - from, false);
     }
-    apply_lr_scale();
   }
 }
 
@@ -416,6 +480,7 @@ std::unique_ptr<AdaptiveLearner> AdaptiveLearner::load_state(const StateDict& in
   auto out = std::make_unique<AdaptiveLearner>(load_learner(in, "blueprint."), config,
                                                in.u64("adaptive.seed"));
   out->active_ = std::make_unique<Learner>(load_learner(in, "active."));
+  if (config.update_batch > 1) out->active_->reserve(config.update_batch);
   DUCKLEARN_CHECK_ARG(out->active_->n_inputs() == out->blueprint_->n_inputs() &&
                           out->active_->n_outputs() == out->blueprint_->n_outputs(),
                       "adaptive learner state: active model does not match its blueprint");
@@ -425,6 +490,7 @@ std::unique_ptr<AdaptiveLearner> AdaptiveLearner::load_state(const StateDict& in
     DUCKLEARN_CHECK_ARG(out->background_->n_inputs() == out->blueprint_->n_inputs() &&
                             out->background_->n_outputs() == out->blueprint_->n_outputs(),
                         "adaptive learner state: background model does not match its blueprint");
+    if (config.update_batch > 1) out->background_->reserve(config.update_batch);
   }
   if (out->adwin_) out->adwin_->load_state(in, "adwin.");
   if (out->ph_) out->ph_->load_state(in, "page_hinkley.");

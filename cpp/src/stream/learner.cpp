@@ -214,6 +214,34 @@ double Learner::step(const float* x, float y, float* pred) {
   return loss;
 }
 
+void Learner::step_batch(const float* X, const float* y, int64_t n, float* preds,
+                         double* losses) {
+  detail::FlushDenormals ftz;
+  DUCKLEARN_CHECK_ARG(n >= 1, "step_batch needs at least one row");
+  for (int64_t i = 0; i < n; ++i) check_label(y[i]);
+  const int64_t k = n_outputs();
+  const float* in = X;
+  if (scaler_) {
+    reserve(n);
+    scaler_->update(X, n);
+    scaler_->standardize(X, n, xbuf_.data());
+    in = xbuf_.data();
+  }
+  // The training forward pass runs on the parameters as they were, so its raw outputs are
+  // the test-time predictions; each row's loss is taken from them before the link.
+  train_rows(in, y, n, 1.0f / static_cast<float>(n), preds, /*with_loss=*/false);
+  for (int64_t i = 0; i < n; ++i) {
+    losses[i] = loss_and_grad(loss_, preds + i * k, y + i, 1, k, nullptr);
+  }
+  apply_link(task_, preds, n, k);
+}
+
+void Learner::reserve(int64_t rows) {
+  model_.reserve(ws_, rows);
+  const auto need = static_cast<size_t>(rows * n_inputs());
+  if (xbuf_.size() < need) xbuf_.resize(need);
+}
+
 void Learner::consolidate(const float* X, const float* y, int64_t n, float lambda,
                           float decay) {
   DUCKLEARN_CHECK_ARG(std::isfinite(lambda) && lambda >= 0.0f,

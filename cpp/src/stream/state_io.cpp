@@ -94,6 +94,7 @@ void save_config(const AdaptationConfig& c, StateDict& out, const std::string& p
   out.set(p + "ewc_decay", c.ewc_decay);
   out.set_int(p + "consolidate_every", c.consolidate_every);
   out.set_int(p + "consolidate_samples", c.consolidate_samples);
+  out.set_int(p + "update_batch", c.update_batch);
 }
 
 AdaptationConfig load_adaptation_config(const StateDict& in, const std::string& p) {
@@ -137,6 +138,8 @@ AdaptationConfig load_adaptation_config(const StateDict& in, const std::string& 
   c.ewc_decay = f("ewc_decay");
   c.consolidate_every = i("consolidate_every");
   c.consolidate_samples = i("consolidate_samples");
+  // States saved before micro-batching existed learned one example per step.
+  c.update_batch = in.has(p + "update_batch") ? i("update_batch") : 1;
   c.validate();
   return c;
 }

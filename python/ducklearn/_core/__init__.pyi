@@ -659,6 +659,12 @@ class AdaptationConfig:
     @swap_z.setter
     def swap_z(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
+    @property
+    def update_batch(self) -> int:
+        ...
+    @update_batch.setter
+    def update_batch(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
 class AdaptiveLearner:
     """
     Per-example test-then-train with drift adaptation, replay and EWC.

@@ -1,8 +1,20 @@
 #pragma once
 /**
- * The adaptive online learner: per-example test-then-train on a Learner, plus the policies
- * that keep it accurate on a stream that changes and that must not forget.
+ * The adaptive online learner: test-then-train on a Learner, plus the policies that keep it
+ * accurate on a stream that changes and that must not forget.
  *
+ * - Micro-batches: with update_batch = k > 1, learn() takes rows in blocks of k (the last
+ *   block of a call may be shorter; nothing is carried across calls). The scaler takes in a
+ *   block's rows, one forward pass predicts them all with the current model, and one
+ *   optimizer step on the block's mean gradient follows: a row's prediction may come from a
+ *   model that has not yet learned the up to k - 1 rows before it in its block. Everything
+ *   else still runs per example, in order, on the pre-update losses: detector, smoothed
+ *   losses, race statistics, plateau checks, replay (replay_every counts examples), EWC
+ *   consolidation and the rate boost; the step of a block uses the rate in force when the
+ *   block starts, and the EWC penalty enters each step once. A racing challenger is
+ *   block-updated on the same rows; one spawned by a detection inside a block learns the
+ *   block's remaining rows in one step right after its warm start. k = 1 is the exact
+ *   per-example loop.
  * - Change detection on the per-example loss (ADWIN or Page-Hinkley). On a detection the
  *   learning rate is boosted (decaying back), and a background model, warm-started on the
  *   most recent examples (those after the estimated change point), races the active one
@@ -21,6 +33,7 @@
  */
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "ducklearn/aligned.hpp"
 #include "ducklearn/drift/detectors.hpp"
@@ -74,6 +87,9 @@ struct DUCKLEARN_EXPORT AdaptationConfig {
   float ewc_decay = 0.9f;
   int64_t consolidate_every = 0;     ///< 0 = only when consolidate() is called
   int64_t consolidate_samples = 256;
+
+  /// Rows per optimizer step (1 = one step per example); see the micro-batch note above.
+  int64_t update_batch = 1;
 
   /** Throws std::invalid_argument naming the bad field. */
   void validate() const;
@@ -140,6 +156,9 @@ class DUCKLEARN_EXPORT AdaptiveLearner {
   void record_recent(const float* x, float y, double loss);
   void replay_step();
   bool detect(double loss);
+  /** Everything after the update for one example: counters, race, replay, plateau, drift. */
+  void account(const float* x, float y, double loss, bool raced, double bg_loss);
+  void learn_blocks(const float* X, const float* y, int64_t n, float* preds, double* losses);
 
   AdaptationConfig config_;
   std::unique_ptr<Learner> active_;
@@ -162,7 +181,8 @@ class DUCKLEARN_EXPORT AdaptiveLearner {
   AlignedVector<float> recent_loss_;
   int64_t recent_next_ = 0, recent_size_ = 0;
 
-  AlignedVector<float> pred_, bg_pred_;  ///< one example's outputs
+  AlignedVector<float> pred_, bg_pred_;  ///< one block's outputs (update_batch rows)
+  std::vector<double> loss_buf_, bg_loss_;  ///< one block's losses
   AlignedVector<float> batch_x_, batch_y_;  ///< replay / warm-start scratch
 };
 

@@ -77,6 +77,19 @@ class DUCKLEARN_EXPORT Learner {
    */
   double step(const float* x, float y, float* pred);
 
+  /**
+   * Test-then-train on a block of n rows (X: n × n_inputs) with ONE optimizer step: the
+   * scaler takes in all n rows first (it never sees labels), one forward pass with the
+   * current parameters predicts every row (preds: n × n_outputs as predict(); losses: n
+   * values, each row's loss before the step), then the parameters take one step on the
+   * block's mean gradient, as learn_batch(update_scaler = false) would. Not the same as n
+   * calls of step(): later rows are predicted without having learned the earlier ones.
+   */
+  void step_batch(const float* X, const float* y, int64_t n, float* preds, double* losses);
+
+  /** Sizes the scratch buffers for batches of up to `rows` rows, so none is allocated later. */
+  void reserve(int64_t rows);
+
   /** An immutable copy of the current model and input statistics (a snapshot). */
   std::shared_ptr<const Predictor> snapshot() const;
 
