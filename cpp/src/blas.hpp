@@ -1,7 +1,15 @@
 #pragma once
 // Internal: the few CBLAS entry points the core calls, declared here so that the same code
 // links against scipy-openblas32 (symbols prefixed scipy_) or a system CBLAS.
+#include <cstdint>
+
 #include "ducklearn/config.hpp"
+
+namespace ducklearn {
+// Below this many multiply-adds per call, BLAS setup costs more than it saves: smaller
+// products run the per-row gemv kernel (gemm.cpp; simd::pack_pays weighs the same split).
+constexpr int64_t kBlasMinWork = 16 * 1024;
+}  // namespace ducklearn
 
 #if DUCKLEARN_HAS_BLAS
 #if defined(DUCKLEARN_BLAS_PREFIX_SCIPY)

@@ -235,7 +235,8 @@ int priority_of(const py::handle& priority) {
 
 /** X must already be what the batcher reads: float32, C-contiguous, n × n_inputs. */
 py::array checked_rows(const py::handle& X_obj, const Batcher& b) {
-  const std::string fix = "; try np.ascontiguousarray(X, dtype=np.float32)";
+  // A literal, not a std::string: this runs on every request and only errors need the text.
+  static constexpr const char* fix = "; try np.ascontiguousarray(X, dtype=np.float32)";
   if (!py::isinstance<py::array>(X_obj)) {
     throw py::type_error("X must be a numpy array, got " +
                          std::string(py::str(py::type::of(X_obj).attr("__name__"))) + fix);
@@ -244,7 +245,9 @@ py::array checked_rows(const py::handle& X_obj, const Batcher& b) {
   if (!a.dtype().is(py::dtype::of<float>())) {
     throw py::type_error("X must be float32, got dtype " + std::string(py::str(a.dtype())) + fix);
   }
-  if (!(a.flags() & py::array::c_style)) throw py::value_error("X must be C-contiguous" + fix);
+  if (!(a.flags() & py::array::c_style)) {
+    throw py::value_error(std::string("X must be C-contiguous") + fix);
+  }
   if (a.ndim() != 2 || a.shape(1) != b.n_inputs()) {
     throw py::value_error("X must have shape (n, " + std::to_string(b.n_inputs()) + "), got " +
                           dl_py::shape_str(a));
@@ -369,9 +372,8 @@ void bind_serving(py::module_& m) {
       "Whether every entry of a C-contiguous float32 array is finite: one pass, no "
       "temporaries (a request's validation, on the caller's thread with the GIL held).");
 
-  auto ticket = py::class_<PyTicket>(
+  py::class_<PyTicket>(
       m, "BatchTicket", "A request queued by Batcher.submit (opaque; pass it to cancel()).");
-  (void)ticket;
 
   py::class_<PyBatcher> cls(
       m, "Batcher",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -29,6 +29,7 @@ from ducklearn._validation import (
 from ducklearn.optim import Optimizer, PlateauDetector, Schedule, make_optimizer
 
 STATE_FORMAT_VERSION = 1
+_REGRESSION_LOSSES = ("squared", "huber", "pinball")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -278,6 +279,23 @@ class OnlineEstimator:
             )
         return check_X(X, n_features=learner.n_inputs, estimator=type(self).__name__)
 
+    def _first_data(self, X: Any, y: Any, targets_of: Callable[[np.ndarray], np.ndarray]
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """The first data of an unfitted estimator: validates the hyperparameters and the
+        rows, sets up the labels through ``targets_of(y)`` and builds the learner. Returns
+        (rows, encoded targets)."""
+        self._check_params()
+        names = feature_names_of(X)
+        Xa = check_X(X, estimator=type(self).__name__)
+        targets = targets_of(check_y(y, Xa.shape[0]))
+        self._build(Xa.shape[1], names)
+        return Xa, targets
+
+    def _more_data(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Validated rows and encoded targets for a fitted estimator."""
+        Xa = self._rows(X)
+        return Xa, self._encode(check_y(y, Xa.shape[0]))
+
     # -- scikit-learn dialect ------------------------------------------------------------------
 
     def fit(self, X: Any, y: Any) -> OnlineEstimator:
@@ -334,17 +352,11 @@ class OnlineEstimator:
 
     def _partial_fit(self, X: Any, y: Any, classes: Any) -> OnlineEstimator:
         if getattr(self, "_learner", None) is None:
-            self._check_params()
-            names = feature_names_of(X)
-            Xa = check_X(X, estimator=type(self).__name__)
-            ya = check_y(y, Xa.shape[0])
-            targets = self._targets_for_first_partial_fit(ya, classes)
-            self._build(Xa.shape[1], names)
+            Xa, targets = self._first_data(
+                X, y, lambda ya: self._targets_for_first_partial_fit(ya, classes))
         else:
             self._check_partial_classes(classes)
-            Xa = self._rows(X)
-            ya = check_y(y, Xa.shape[0])
-            targets = self._encode(ya)
+            Xa, targets = self._more_data(X, y)
         learner = self._learner
         if self.scale:
             learner.update_scaler(Xa)
@@ -387,16 +399,10 @@ class OnlineEstimator:
 
     def _learn_many(self, X: Any, y: Any) -> None:
         if getattr(self, "_learner", None) is None:
-            self._check_params()
-            names = feature_names_of(X)
-            Xa = check_X(X, estimator=type(self).__name__)
-            ya = check_y(y, Xa.shape[0])
-            targets = self._targets_for_first_partial_fit(ya, None)
-            self._build(Xa.shape[1], names)
+            Xa, targets = self._first_data(
+                X, y, lambda ya: self._targets_for_first_partial_fit(ya, None))
         else:
-            Xa = self._rows(X)
-            ya = check_y(y, Xa.shape[0])
-            targets = self._encode(ya)
+            Xa, targets = self._more_data(X, y)
         self._learner.learn_batch(Xa, targets)
 
     def _prequential(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -406,18 +412,15 @@ class OnlineEstimator:
         its classes from the ``classes`` parameter or, failing that, from ``y``."""
         with _all_or_nothing(self):
             if getattr(self, "_learner", None) is None:
-                self._check_params()
-                names = feature_names_of(X)
-                Xa = check_X(X, estimator=type(self).__name__)
-                ya = check_y(y, Xa.shape[0])
-                classes = getattr(self, "classes", None)
-                if self._estimator_type == "classifier" and classes is None:
-                    classes = np.unique(ya)
-                targets = self._targets_for_first_partial_fit(ya, classes)
-                self._build(Xa.shape[1], names)
+                def first_targets(ya: np.ndarray) -> np.ndarray:
+                    classes = getattr(self, "classes", None)
+                    if self._estimator_type == "classifier" and classes is None:
+                        classes = np.unique(ya)
+                    return self._targets_for_first_partial_fit(ya, classes)
+
+                Xa, targets = self._first_data(X, y, first_targets)
             else:
-                Xa = self._rows(X)
-                targets = self._encode(check_y(y, Xa.shape[0]))
+                Xa, targets = self._more_data(X, y)
             outputs = self._learner.prequential(Xa, targets)
         return outputs, targets
 
@@ -571,6 +574,9 @@ class ClassifierBase(OnlineEstimator):
     def _n_classes(self) -> int:
         return len(self.classes_)
 
+    def _loss(self, n_classes: int) -> tuple[str, float, float]:
+        return ("logistic" if n_classes == 2 else "softmax"), 1.0, 0.5
+
     def _set_classes(self, classes: np.ndarray) -> None:
         classes = np.asarray(classes)
         if classes.ndim != 1 or len(classes) < 2:
@@ -720,6 +726,14 @@ class RegressorBase(OnlineEstimator):
     """Real-valued targets (squared, Huber or pinball loss)."""
 
     _estimator_type = "regressor"
+
+    def _check_params(self) -> None:
+        if self.loss not in _REGRESSION_LOSSES:
+            raise ValueError(f"loss must be one of {_REGRESSION_LOSSES}, got {self.loss!r}")
+        super()._check_params()
+
+    def _loss(self, n_classes: int) -> tuple[str, float, float]:
+        return self.loss, float(self.delta), float(self.quantile)
 
     def _set_classes(self, classes: np.ndarray) -> None:  # pragma: no cover - never called
         raise ValueError("regressors have no classes")

@@ -26,6 +26,7 @@ import math
 import os
 import re
 import sqlite3
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -40,6 +41,8 @@ __all__ = [
     "from_us",
     "sha256_hex",
     "check_name",
+    "advisory_key",
+    "atomic_write",
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -47,16 +50,49 @@ __all__ = [
 # ---------------------------------------------------------------------------------------------
 
 
-def canonical_json(obj: Any) -> str:
-    """Deterministic JSON: sorted keys, no spaces, no NaN/inf (they are not JSON)."""
+def canonical_json(obj: Any, *, default: Any = None) -> str:
+    """Deterministic JSON: sorted keys, no spaces, no NaN/inf (they are not JSON).
+    ``default``: as for :func:`json.dumps` (converts objects JSON does not know)."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False)
+                      allow_nan=False, default=default)
 
 
 def sha256_hex(data: bytes | str) -> str:
     if isinstance(data, str):
         data = data.encode("utf-8")
     return hashlib.sha256(data).hexdigest()
+
+
+def advisory_key(name: str) -> int:
+    """A PostgreSQL advisory-lock key for a name: the first 8 bytes of its SHA-256, signed."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+def atomic_write(path: str, data: bytes, *, prefix: str = ".tmp-", suffix: str = "") -> None:
+    """Write ``path`` atomically (temporary ``prefix*suffix`` file beside it, fsync, rename,
+    fsync of the directory): a crash leaves the old file or the new one, never a torn one."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
 
 
 def now_us() -> int:
@@ -194,6 +230,20 @@ class Tx:
         else:
             with self._conn.cursor() as cur:
                 cur.executemany(self._db.sql(sql), rows)
+
+    def insert_rows(self, table: str, columns: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Bulk insert: one executemany on SQLite, COPY on PostgreSQL."""
+        if not rows:
+            return
+        if self._db.dialect == "sqlite":
+            self.many(f"INSERT INTO {table} ({columns}) VALUES "
+                      f"({', '.join('?' * len(rows[0]))})", rows)
+        else:
+            with self._conn.cursor() as cur, cur.copy(
+                f"COPY {table} ({columns}) FROM STDIN"
+            ) as copy:
+                for r in rows:
+                    copy.write_row(r)
 
     @property
     def raw(self) -> Any:
@@ -335,9 +385,7 @@ class Database:
         """Serialize schema creation between processes (PostgreSQL's CREATE ... IF NOT
         EXISTS races on the catalog; SQLite is already serialized by BEGIN IMMEDIATE)."""
         if self.dialect == "postgresql":
-            key = int.from_bytes(hashlib.sha256(component.encode()).digest()[:8], "big",
-                                 signed=True)
-            tx.execute("SELECT pg_advisory_xact_lock(?)", (key,))
+            tx.execute("SELECT pg_advisory_xact_lock(?)", (advisory_key(component),))
 
     def _schema_version(self, tx: Tx, component: str) -> int | None:
         if self.dialect == "sqlite":

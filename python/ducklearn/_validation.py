@@ -6,7 +6,6 @@ mutates anything, so a call that fails leaves the model as it was.
 
 from __future__ import annotations
 
-import numbers
 import sys
 import warnings
 from collections.abc import Mapping
@@ -172,12 +171,3 @@ def check_record(x: Any, name: str = "x") -> Mapping:
             "use learn_many/predict_many for arrays"
         )
     return x
-
-
-def check_number(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not np.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    return value

@@ -362,6 +362,6 @@ class DeviceOptimizer:
             )
         # Sized only once a step was accepted, so a refused first step leaves no state.
         self._state, self._n, self._device = state, p.size, device
-        lr = float(self._config.schedule.at(self._t))
+        lr = self.current_lr
         self._t += 1
         return lr

@@ -22,8 +22,6 @@ from ducklearn.optim import Optimizer, Schedule
 
 __all__ = ["LogisticRegression", "SoftmaxRegression", "LinearRegression"]
 
-_REGRESSION_LOSSES = ("squared", "huber", "pinball")
-
 
 class _LinearDefaults:
     # AdaGrad's per-coordinate steps suit sparse, differently scaled linear features; 0.1 is
@@ -76,9 +74,6 @@ class LogisticRegression(_LinearDefaults, ClassifierBase):
         self.seed = seed
         self.classes = classes
 
-    def _loss(self, n_classes: int) -> tuple[str, float, float]:
-        return ("logistic" if n_classes == 2 else "softmax"), 1.0, 0.5
-
 
 class SoftmaxRegression(LogisticRegression):
     """Multinomial logistic regression: one output per class and a softmax, even for two
@@ -125,11 +120,3 @@ class LinearRegression(_LinearDefaults, RegressorBase):
         self.tol = tol
         self.patience = patience
         self.seed = seed
-
-    def _check_params(self) -> None:
-        if self.loss not in _REGRESSION_LOSSES:
-            raise ValueError(f"loss must be one of {_REGRESSION_LOSSES}, got {self.loss!r}")
-        super()._check_params()
-
-    def _loss(self, n_classes: int) -> tuple[str, float, float]:
-        return self.loss, float(self.delta), float(self.quantile)

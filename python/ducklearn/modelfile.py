@@ -39,14 +39,13 @@ import json
 import math
 import os
 import struct
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ducklearn._db import canonical_json
+from ducklearn._db import atomic_write, canonical_json
 
 __all__ = [
     "FORMAT",
@@ -456,34 +455,8 @@ def save_model(model: Any, path: str | os.PathLike, **meta: Any) -> ModelFile:
     if not isinstance(path, str) or not path:
         raise TypeError("path must be a file path")
     mf = _as_model_file(model, meta)
-    data = to_bytes(mf)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(directory)
+    atomic_write(path, to_bytes(mf), suffix=".safetensors")
     return mf
-
-
-def _fsync_dir(directory: str) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _reject_constant(name: str) -> Any:

@@ -22,22 +22,24 @@ from ducklearn.optim import Optimizer, Schedule
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
 _ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "gelu", "identity")
-_REGRESSION_LOSSES = ("squared", "huber", "pinball")
 
 
 class _MLPMixin:
     _default_optimizer = "adam"
 
-    def _architecture(self) -> tuple[list[int], list[str]]:
+    def _hidden_sizes(self) -> Any:
+        """``hidden_layer_sizes`` as a sequence (a bare integer means one hidden layer)."""
         sizes = self.hidden_layer_sizes
         if isinstance(sizes, (int, np.integer)) and not isinstance(sizes, bool):
-            sizes = (sizes,)
+            return (sizes,)
+        return sizes
+
+    def _architecture(self) -> tuple[list[int], list[str]]:
+        sizes = self._hidden_sizes()
         return [int(s) for s in sizes], [self.activation] * len(sizes)
 
-    def _check_mlp_params(self) -> None:
-        sizes = self.hidden_layer_sizes
-        if isinstance(sizes, (int, np.integer)) and not isinstance(sizes, bool):
-            sizes = (sizes,)
+    def _check_params(self) -> None:
+        sizes = self._hidden_sizes()
         try:
             ok = len(sizes) >= 1 and all(
                 isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 1
@@ -52,6 +54,7 @@ class _MLPMixin:
             )
         if self.activation not in _ACTIVATIONS:
             raise ValueError(f"activation must be one of {_ACTIVATIONS}, got {self.activation!r}")
+        super()._check_params()  # the estimator base's checks (and the regression loss)
 
 
 class MLPClassifier(_MLPMixin, ClassifierBase):
@@ -86,13 +89,6 @@ class MLPClassifier(_MLPMixin, ClassifierBase):
         self.patience = patience
         self.seed = seed
         self.classes = classes
-
-    def _check_params(self) -> None:
-        self._check_mlp_params()
-        super()._check_params()
-
-    def _loss(self, n_classes: int) -> tuple[str, float, float]:
-        return ("logistic" if n_classes == 2 else "softmax"), 1.0, 0.5
 
 
 class MLPRegressor(_MLPMixin, RegressorBase):
@@ -129,13 +125,4 @@ class MLPRegressor(_MLPMixin, RegressorBase):
         self.tol = tol
         self.patience = patience
         self.seed = seed
-
-    def _check_params(self) -> None:
-        self._check_mlp_params()
-        if self.loss not in _REGRESSION_LOSSES:
-            raise ValueError(f"loss must be one of {_REGRESSION_LOSSES}, got {self.loss!r}")
-        super()._check_params()
-
-    def _loss(self, n_classes: int) -> tuple[str, float, float]:
-        return self.loss, float(self.delta), float(self.quantile)
 

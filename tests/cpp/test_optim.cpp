@@ -277,38 +277,24 @@ TEST(Optimizer, ConfigValidationNamesTheField) {
     OptimizerConfig c;
   };
   std::vector<Bad> bad;
-  auto c = make(OptimizerKind::SGD, 0.1f);
-  c.momentum = 1.0f;
-  bad.push_back({"momentum", c});
-  c = make(OptimizerKind::SGD, 0.1f);
-  c.nesterov = true;
-  bad.push_back({"nesterov", c});
-  c = make(OptimizerKind::Adam, 0.1f);
-  c.beta1 = 1.0f;
-  bad.push_back({"beta1", c});
-  c = make(OptimizerKind::Adam, 0.1f);
-  c.beta2 = -0.1f;
-  bad.push_back({"beta2", c});
-  c = make(OptimizerKind::RMSProp, 0.1f);
-  c.rho = nan;
-  bad.push_back({"rho", c});
-  c = make(OptimizerKind::Adam, 0.1f);
-  c.eps = 0.0f;
-  bad.push_back({"eps", c});
-  c = make(OptimizerKind::AdaGrad, 0.1f);
-  c.initial_accumulator = -1.0f;
-  bad.push_back({"initial_accumulator", c});
-  c = make(OptimizerKind::SGD, 0.1f);
-  c.l2 = -0.1f;
-  bad.push_back({"l2", c});
-  c = make(OptimizerKind::AdamW, 0.1f);
-  c.weight_decay = nan;
-  bad.push_back({"weight_decay", c});
-  c = make(OptimizerKind::SGD, 0.1f);
-  c.clip_norm = -1.0f;
-  bad.push_back({"clip_norm", c});
-  c = make(OptimizerKind::SGD, 0.0f);
-  bad.push_back({"lr", c});
+  // A valid config of `kind` with one field broken by `breaks`.
+  const auto add = [&bad](const char* field, OptimizerKind kind, auto breaks) {
+    auto c = make(kind, 0.1f);
+    breaks(c);
+    bad.push_back({field, c});
+  };
+  add("momentum", OptimizerKind::SGD, [](OptimizerConfig& c) { c.momentum = 1.0f; });
+  add("nesterov", OptimizerKind::SGD, [](OptimizerConfig& c) { c.nesterov = true; });
+  add("beta1", OptimizerKind::Adam, [](OptimizerConfig& c) { c.beta1 = 1.0f; });
+  add("beta2", OptimizerKind::Adam, [](OptimizerConfig& c) { c.beta2 = -0.1f; });
+  add("rho", OptimizerKind::RMSProp, [nan](OptimizerConfig& c) { c.rho = nan; });
+  add("eps", OptimizerKind::Adam, [](OptimizerConfig& c) { c.eps = 0.0f; });
+  add("initial_accumulator", OptimizerKind::AdaGrad,
+      [](OptimizerConfig& c) { c.initial_accumulator = -1.0f; });
+  add("l2", OptimizerKind::SGD, [](OptimizerConfig& c) { c.l2 = -0.1f; });
+  add("weight_decay", OptimizerKind::AdamW, [nan](OptimizerConfig& c) { c.weight_decay = nan; });
+  add("clip_norm", OptimizerKind::SGD, [](OptimizerConfig& c) { c.clip_norm = -1.0f; });
+  add("lr", OptimizerKind::SGD, [](OptimizerConfig& c) { c.schedule.lr = 0.0f; });
   for (const Bad& b : bad) {
     try {
       Optimizer opt(b.c);

@@ -123,6 +123,8 @@ void tokenize_text(std::string_view text, std::string& out, std::vector<size_t>&
 
 /** Per-call scratch space, so rows are filled without allocating. */
 struct FeaturePlan::Impl {
+  explicit Impl(size_t n_fields) : numval(n_fields, 0.0), cathash(n_fields, 0),
+                                   catpresent(n_fields, 0) {}
   std::vector<double> numval;     // per field: normalized value (numeric-like fields)
   std::vector<uint32_t> cathash;  // per field: identity hash of the categorical level
   std::vector<uint8_t> catpresent;
@@ -145,7 +147,6 @@ FeaturePlan::FeaturePlan(std::vector<FieldSpec> fields, std::vector<CrossSpec> c
   const auto nf = fields_.size();
   value_col_.assign(nf, -1);
   indicator_col_.assign(nf, -1);
-  n_bins_.assign(nf, 0);
   field_seeds_.resize(nf);
   vocab_tables_.resize(nf);
   int64_t col = 0;
@@ -177,7 +178,6 @@ FeaturePlan::FeaturePlan(std::vector<FieldSpec> fields, std::vector<CrossSpec> c
                                 std::to_string(k) + " is not above edge " +
                                 std::to_string(k - 1) + ")");
       }
-      n_bins_[i] = static_cast<int64_t>(f.bin_edges.size()) - 1;
     }
     if (is_hashed(f)) {
       DUCKLEARN_CHECK_ARG(f.hash_bits >= 1 && f.hash_bits <= kMaxHashBits,
@@ -200,11 +200,12 @@ FeaturePlan::FeaturePlan(std::vector<FieldSpec> fields, std::vector<CrossSpec> c
     switch (f.kind) {
       case FieldKind::Numeric:
       case FieldKind::Boolean:
-        if (n_bins_[i] > 0) {
-          for (int64_t k = 0; k < n_bins_[i]; ++k) {
+        if (!f.bin_edges.empty()) {
+          const auto n_bins = static_cast<int64_t>(f.bin_edges.size()) - 1;
+          for (int64_t k = 0; k < n_bins; ++k) {
             names_.push_back(f.name + ":bin" + std::to_string(k));
           }
-          col += n_bins_[i];
+          col += n_bins;
         } else {
           names_.push_back(f.name);
           col += 1;
@@ -469,7 +470,7 @@ void FeaturePlan::emit_row(const CellBatch& batch, int64_t r, const double* raw_
         double x = missing ? a.impute[i]
                    : raw_row != nullptr ? raw_row[i]
                    : (f.kind == FieldKind::Numeric ? raw_numeric(f, c.values[r]) : c.values[r]);
-        if (n_bins_[i] > 0) {
+        if (!f.bin_edges.empty()) {
           emit_bins(f.bin_edges, x, base, emit);
           break;
         }
@@ -638,10 +639,7 @@ void FeaturePlan::emit_row(const CellBatch& batch, int64_t r, const double* raw_
 void FeaturePlan::fill_dense(const CellBatch& batch, const uint8_t* keep, float* out,
                              const double* raw) const {
   const auto a = affine();  // one snapshot for the whole batch
-  Impl s;
-  s.numval.assign(fields_.size(), 0.0);
-  s.cathash.assign(fields_.size(), 0);
-  s.catpresent.assign(fields_.size(), 0);
+  Impl s(fields_.size());
   const int64_t d = n_features_;
   int64_t o = 0;
   for (int64_t r = 0; r < batch.n; ++r) {
@@ -660,10 +658,7 @@ void FeaturePlan::fill_csr(const CellBatch& batch, const uint8_t* keep,
   DUCKLEARN_CHECK_ARG(n_features_ <= std::numeric_limits<int32_t>::max(),
                       "too many columns for int32 CSR indices");
   const auto a = affine();  // one snapshot for the whole batch
-  Impl s;
-  s.numval.assign(fields_.size(), 0.0);
-  s.cathash.assign(fields_.size(), 0);
-  s.catpresent.assign(fields_.size(), 0);
+  Impl s(fields_.size());
   indptr.clear();
   indices.clear();
   data.clear();

@@ -109,17 +109,6 @@ void check_shape(const TensorInfo& t, const std::vector<int64_t>* shape) {
   }
 }
 
-/** The optimizer config's hypergradient field exists in newer cores only. */
-template <class C>
-auto set_hypergradient(C& c, float v, int) -> decltype(c.hypergradient = v, bool()) {
-  c.hypergradient = v;
-  return true;
-}
-template <class C>
-bool set_hypergradient(C&, float v, long) {
-  return v == 0.0f;
-}
-
 float as_float(const Json& j, const char* what) { return static_cast<float>(j.as_double(what)); }
 
 Schedule schedule_from(const Json& j) {
@@ -159,12 +148,8 @@ OptimizerConfig optimizer_from(const Json& j) {
     else if (k == "l2") c.l2 = as_float(v, "optimizer.l2");
     else if (k == "weight_decay") c.weight_decay = as_float(v, "optimizer.weight_decay");
     else if (k == "clip_norm") c.clip_norm = as_float(v, "optimizer.clip_norm");
-    else if (k == "hypergradient") {
-      if (!set_hypergradient(c, as_float(v, "optimizer.hypergradient"), 0)) {
-        throw ModelFileError("the model uses hypergradient learning rates, which this build "
-                             "of the core does not support");
-      }
-    } else if (k == "steps" || k == "size" || k == "slots" || k == "lr_scale" ||
+    else if (k == "hypergradient") c.hypergradient = as_float(v, "optimizer.hypergradient");
+    else if (k == "steps" || k == "size" || k == "slots" || k == "lr_scale" ||
                k == "hypergradient_lr") {
       continue;  // state, read separately
     } else {

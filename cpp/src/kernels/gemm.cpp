@@ -4,13 +4,11 @@
 #include "simd/kernels.hpp"
 
 namespace ducklearn {
+#if DUCKLEARN_HAS_BLAS
 namespace {
 
-// Below this many multiply-adds per call, BLAS setup costs more than it saves.
-constexpr int64_t kBlasMinWork = 16 * 1024;
-
-[[maybe_unused]] void bias_act_rows(float* Z, float* Y, const float* b, int64_t n, int64_t out,
-                                    Activation act, float alpha) {
+void bias_act_rows(float* Z, float* Y, const float* b, int64_t n, int64_t out, Activation act,
+                   float alpha) {
   const auto& k = simd::kernels();
   for (int64_t r = 0; r < n; ++r) {
     k.bias_act(static_cast<int>(act), alpha, b, Z + r * out, Y + r * out, out);
@@ -18,6 +16,7 @@ constexpr int64_t kBlasMinWork = 16 * 1024;
 }
 
 }  // namespace
+#endif
 
 float dot(const float* x, const float* y, int64_t n) { return simd::kernels().dot(x, y, n); }
 

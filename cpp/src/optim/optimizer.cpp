@@ -162,7 +162,7 @@ float Optimizer::step(float* params, const float* grads, int64_t n) {
     const float floor = 1e-6f * config_.schedule.at(0);
     if (!(hd_lr_ > floor)) hd_lr_ = floor;
   }
-  a.lr = (hd ? hd_lr_ : config_.schedule.at(t_)) * lr_scale_;
+  a.lr = current_lr();
   a.l2 = config_.l2;
   a.decoupled_wd = config_.weight_decay;
   a.momentum = config_.momentum;

@@ -1,6 +1,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <mutex>
 
 #include "simd/kernels.hpp"
@@ -58,9 +59,9 @@ Target initial_target() {
   const char* env = std::getenv("DUCKLEARN_SIMD");
   if (env == nullptr || *env == '\0') return best;
   Target want = best;
-  if (std::strcmp(env, "generic") == 0) want = Target::Generic;
-  else if (std::strcmp(env, "avx2") == 0) want = Target::AVX2;
-  else if (std::strcmp(env, "avx512") == 0) want = Target::AVX512;
+  for (Target t : {Target::Generic, Target::AVX2, Target::AVX512}) {
+    if (std::strcmp(env, target_name(t)) == 0) want = t;
+  }
   return static_cast<int>(want) < static_cast<int>(best) ? want : best;
 }
 

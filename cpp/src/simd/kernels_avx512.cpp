@@ -54,12 +54,6 @@ inline __m512 finish(__m512 acc, const __m512 bias, bool has_bias, int act, __m5
   return z;
 }
 
-inline float finish_scalar(float z, int act, float alpha) {
-  if (act == kReLU) return z > 0.0f ? z : 0.0f;
-  if (act == kLeaky) return z > 0.0f ? z : alpha * z;
-  return z;
-}
-
 // One register tile: MR rows of X (row stride k) times NV column vectors of packed weights,
 // PW floats per k step in each panel (32, or 16 for a narrow last panel); with NV > PW / 16
 // the tile spans NV * 16 / PW consecutive panels (k * PW floats apart). Every output is the
@@ -193,13 +187,10 @@ void dot_block(const float* x, int64_t k, const float* W, const float* b, int64_
       }
     }
 #pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      float z = _mm512_reduce_add_ps(acc[r]);
-      if (b != nullptr) z += b[j];
-      y[r * n + j] = finish_scalar(z, act, alpha);
-    }
+    for (int r = 0; r < R; ++r) y[r * n + j] = _mm512_reduce_add_ps(acc[r]);
   }
-  if (act != kIdentity && act != kReLU && act != kLeaky) act_forward(act, alpha, y, y, R * n);
+  // n < kPackNarrow: the bias and activation are one short pass per row.
+  for (int r = 0; r < R; ++r) bias_act(act, alpha, b, y + r * n, y + r * n, n);
 }
 
 // In-place transpose of 16 rows of 16 floats (unpack pairs, then 2-float, 4-float and 8-float

@@ -395,11 +395,9 @@ KernelTable make_table() {
   t.standardize_row = standardize_row;
   t.shift_scale_row = shift_scale_row;
 #if DUCKLEARN_SIMD_PACKED_GEMM
+  // Elsewhere both stay nullptr (t{}): callers keep the BLAS / gemv path.
   t.pack_weights = pack_weights;
   t.gemm_packed = gemm_packed;
-#else
-  t.pack_weights = nullptr;  // callers keep the BLAS / gemv path
-  t.gemm_packed = nullptr;
 #endif
   return t;
 }

@@ -1,5 +1,6 @@
 #include "simd/packed_gemm.hpp"
 
+#include "blas.hpp"
 #include "simd/kernels.hpp"
 
 namespace ducklearn::simd {
@@ -65,7 +66,7 @@ bool pack_pays(const Sequential& model, int64_t n) {
   int64_t weights = 0, gemv_weights = 0;
   for (const auto& L : model.layers()) {
     weights += L.in * L.out;
-    if (n * L.in * L.out < kGemvMaxWork) gemv_weights += L.in * L.out;
+    if (n * L.in * L.out < kBlasMinWork) gemv_weights += L.in * L.out;
   }
   if (weights > kPackPerCallMaxWeights) return false;
   return n >= kPackPerCallMinRows || 2 * gemv_weights >= weights ||

@@ -23,7 +23,7 @@ namespace ducklearn::simd {
  *   8.3 µs for BLAS at 10 rows, 51 vs 65 µs at 256). Below, OpenBLAS's small-m kernels
  *   usually win on mid-sized layers (same model, 2 rows: 0.9 µs vs 1.4 µs + 0.6 µs);
  * - where at least half of the weights would run the per-row gemv path (layers with
- *   rows × weights < kGemvMaxWork, gemm.cpp's BLAS hand-off): 48-48-48-1, 4 rows: 1.55 µs
+ *   rows × weights < kBlasMinWork, blas.hpp: gemm.cpp's BLAS hand-off): 48-48-48-1, 4 rows: 1.55 µs
  *   vs 0.4 µs;
  * - from kPackPerCallLargeWeights weights: OpenBLAS repacks such matrices on every call too
  *   (64-384-384-1, 2 rows: 39 µs vs 11 + 4 µs; 64-1024-1024-1: 296 vs 152 µs);
@@ -31,7 +31,6 @@ namespace ducklearn::simd {
  * 0.8 ms, more than the kernel saves over BLAS at 256 rows).
  */
 constexpr int64_t kPackPerCallMinRows = 10;
-constexpr int64_t kGemvMaxWork = 16 * 1024;
 constexpr int64_t kPackPerCallLargeWeights = int64_t{1} << 17;
 constexpr int64_t kPackPerCallMaxWeights = int64_t{1} << 21;
 

@@ -117,39 +117,45 @@ double Learner::train_rows(const float* X, const float* y, int64_t n, float grad
   return loss;
 }
 
+void Learner::check_rows(const float* y, int64_t n, const char* what) const {
+  DUCKLEARN_CHECK_ARG(n >= 1, std::string(what) + " needs at least one row");
+  for (int64_t i = 0; i < n; ++i) check_label(y[i]);
+}
+
+const float* Learner::scale_one(const float* x) {
+  if (!scaler_) return x;
+  scaler_->update_standardize(x, 1, xbuf_.data());
+  return xbuf_.data();
+}
+
+const float* Learner::scale_rows(const float* X, int64_t n, bool update_scaler) {
+  if (!scaler_) return X;
+  const auto need = static_cast<size_t>(n * n_inputs());
+  if (xbuf_.size() < need) xbuf_.resize(need);
+  if (update_scaler) scaler_->update(X, n);
+  scaler_->standardize(X, n, xbuf_.data());
+  return xbuf_.data();
+}
+
 double Learner::learn_one(const float* x, float y) {
   detail::FlushDenormals ftz;
   check_label(y);
-  const float* in = x;
-  if (scaler_) {
-    scaler_->update_standardize(x, 1, xbuf_.data());
-    in = xbuf_.data();
-  }
-  return train_rows(in, &y, 1, 1.0f, nullptr);
+  return train_rows(scale_one(x), &y, 1, 1.0f, nullptr);
 }
 
 double Learner::learn_batch(const float* X, const float* y, int64_t n, bool update_scaler) {
   detail::FlushDenormals ftz;
-  DUCKLEARN_CHECK_ARG(n >= 1, "learn_batch needs at least one row");
-  for (int64_t i = 0; i < n; ++i) check_label(y[i]);
-  const float* in = X;
-  if (scaler_) {
-    const int64_t d = n_inputs();
-    if (static_cast<int64_t>(xbuf_.size()) < n * d) xbuf_.resize(static_cast<size_t>(n * d));
-    if (update_scaler) scaler_->update(X, n);
-    scaler_->standardize(X, n, xbuf_.data());
-    in = xbuf_.data();
-  }
-  return train_rows(in, y, n, 1.0f / static_cast<float>(n), nullptr);
+  check_rows(y, n, "learn_batch");
+  return train_rows(scale_rows(X, n, update_scaler), y, n, 1.0f / static_cast<float>(n),
+                    nullptr);
 }
 
 double Learner::fit_epoch(const float* X, const float* y, int64_t n, int64_t batch_size,
                           uint64_t seed) {
   detail::FlushDenormals ftz;
-  DUCKLEARN_CHECK_ARG(n >= 1, "fit_epoch needs at least one row");
+  check_rows(y, n, "fit_epoch");
   DUCKLEARN_CHECK_ARG(batch_size >= 1, "batch_size must be >= 1, got " +
                                            std::to_string(batch_size));
-  for (int64_t i = 0; i < n; ++i) check_label(y[i]);
   const int64_t d = n_inputs();
   const int64_t bs = batch_size < n ? batch_size : n;
   if (static_cast<int64_t>(perm_.size()) != n) perm_.resize(static_cast<size_t>(n));
@@ -189,11 +195,7 @@ void Learner::prequential(const float* X, const float* y, int64_t n, float* pred
   for (int64_t i = 0; i < n; ++i) check_label(y[i]);
   const int64_t d = n_inputs(), k = n_outputs();
   for (int64_t i = 0; i < n; ++i) {
-    const float* in = X + i * d;
-    if (scaler_) {
-      scaler_->update_standardize(in, 1, xbuf_.data());
-      in = xbuf_.data();
-    }
+    const float* in = scale_one(X + i * d);
     // The training forward pass runs on the parameters as they were: its outputs are the
     // test-time prediction.
     float* p = preds + i * k;
@@ -204,12 +206,7 @@ void Learner::prequential(const float* X, const float* y, int64_t n, float* pred
 
 double Learner::step(const float* x, float y, float* pred) {
   check_label(y);
-  const float* in = x;
-  if (scaler_) {
-    scaler_->update_standardize(x, 1, xbuf_.data());
-    in = xbuf_.data();
-  }
-  const double loss = train_rows(in, &y, 1, 1.0f, pred, /*with_loss=*/true);
+  const double loss = train_rows(scale_one(x), &y, 1, 1.0f, pred, /*with_loss=*/true);
   apply_link(task_, pred, 1, n_outputs());
   return loss;
 }
@@ -217,19 +214,11 @@ double Learner::step(const float* x, float y, float* pred) {
 void Learner::step_batch(const float* X, const float* y, int64_t n, float* preds,
                          double* losses) {
   detail::FlushDenormals ftz;
-  DUCKLEARN_CHECK_ARG(n >= 1, "step_batch needs at least one row");
-  for (int64_t i = 0; i < n; ++i) check_label(y[i]);
+  check_rows(y, n, "step_batch");
   const int64_t k = n_outputs();
-  const float* in = X;
-  if (scaler_) {
-    reserve(n);
-    scaler_->update(X, n);
-    scaler_->standardize(X, n, xbuf_.data());
-    in = xbuf_.data();
-  }
   // The training forward pass runs on the parameters as they were, so its raw outputs are
   // the test-time predictions; each row's loss is taken from them before the link.
-  train_rows(in, y, n, 1.0f / static_cast<float>(n), preds, /*with_loss=*/false);
+  train_rows(scale_rows(X, n, /*update_scaler=*/true), y, n, 1.0f / static_cast<float>(n), preds, /*with_loss=*/false);
   for (int64_t i = 0; i < n; ++i) {
     losses[i] = loss_and_grad(loss_, preds + i * k, y + i, 1, k, nullptr);
   }

@@ -5,7 +5,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import datetime as _dt
-import hashlib
 import json
 import logging
 import os
@@ -18,7 +17,16 @@ from typing import IO, Any
 
 import numpy as np
 
-from ducklearn._db import Database, Tx, canonical_json, from_us, now_us, to_us
+from ducklearn._db import (
+    Database,
+    Tx,
+    advisory_key,
+    canonical_json,
+    from_us,
+    now_us,
+    sha256_hex,
+    to_us,
+)
 from ducklearn.events.types import _TYPE_RE, check_payload
 
 __all__ = ["EventStore", "Event", "Problem", "VerifyReport", "event_hash", "verify_jsonl",
@@ -37,15 +45,14 @@ _COLUMNS = "seq, time_us, type, actor, subject, model, version, payload, prev_ha
 _SUBJECT_RE = re.compile(
     r"(?P<model>[A-Za-z0-9](?:[A-Za-z0-9._-]{0,126}[A-Za-z0-9_])?)(?:@(?P<version>[^@\s]+))?")
 _CTRL_RE = re.compile(r"[\x00-\x1f\x7f]")
-# Advisory-lock key that serializes chain extension between PostgreSQL writers.
 # What the database answers to a write that would break the log.
 _NO_UPDATE = "ducklearn_events is append-only: UPDATE is not allowed"
 _NO_DELETE = "ducklearn_events is append-only: DELETE is not allowed"
 _NOT_CHAINED = ("ducklearn_events: an INSERT must extend the chain (seq = head seq + 1, "
                 "prev_hash = head hash)")
 _HEAD_FIXED = "ducklearn_event_head only moves with the chain"
-_PG_CHAIN_LOCK = int.from_bytes(hashlib.sha256(b"ducklearn_events.chain").digest()[:8], "big",
-                                signed=True)
+# Advisory-lock key that serializes chain extension between PostgreSQL writers.
+_PG_CHAIN_LOCK = advisory_key("ducklearn_events.chain")
 
 
 def event_hash(seq: int, time_us: int, type_: str, actor: str, subject: str, payload: str,
@@ -57,7 +64,7 @@ def event_hash(seq: int, time_us: int, type_: str, actor: str, subject: str, pay
     that text (sorted keys, no spaces, UTF-8) reproduces the hash.
     """
     record = canonical_json([seq, time_us, type_, actor, subject, payload, prev_hash])
-    return hashlib.sha256(record.encode("utf-8")).hexdigest()
+    return sha256_hex(record)
 
 
 @dataclass(frozen=True)
@@ -413,8 +420,7 @@ class EventStore:
         if not isinstance(payload, Mapping):
             raise TypeError(f"payload must be a dict, got {type(payload).__name__}")
         try:
-            text = json.dumps(payload, sort_keys=True, separators=(",", ":"),
-                              ensure_ascii=False, allow_nan=False, default=_json_default)
+            text = canonical_json(payload, default=_json_default)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"payload must be JSON-serializable with finite numbers and "
                              f"string keys: {exc}") from None
@@ -520,15 +526,7 @@ class EventStore:
             h = event_hash(seq, time_us, type_, actor, subject, text, prev)
             rows.append((seq, time_us, type_, actor, subject, model, version, text, prev, h))
             prev = h
-        if self._db.dialect == "sqlite":
-            tx.many(f"INSERT INTO ducklearn_events ({_COLUMNS}) VALUES "
-                    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-        else:
-            with tx.raw.cursor() as cur, cur.copy(
-                f"COPY ducklearn_events ({_COLUMNS}) FROM STDIN"
-            ) as copy:
-                for r in rows:
-                    copy.write_row(r)
+        tx.insert_rows("ducklearn_events", _COLUMNS, rows)
         return rows
 
     def _append_in(self, tx: Tx, type_: str, *, actor: str, subject: str,

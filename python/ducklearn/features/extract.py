@@ -166,8 +166,12 @@ class Extractor:
         self.unknown_fields_policy = unknown_fields
         self.unknown_fields: Counter[str] = Counter()
         index = {f.name: i for i, f in enumerate(schema.fields)}
+        specs = [f._plan() for f in schema.fields]
+        # The schema's constant impute values (transformed units); _sync overlays the learned
+        # mean/median ones and the fixed-reference offsets on a copy.
+        self._impute = np.array([s.get("impute", 0.0) for s in specs], dtype=np.float64)
         self._plan = _core.features.FeaturePlan(
-            [f._plan() for f in schema.fields],
+            specs,
             [{"a": index[c.a], "b": index[c.b], "hash_bits": c.hash_bits}
              for c in schema.crosses],
             seed, to_unix_seconds,
@@ -222,18 +226,17 @@ class Extractor:
             raise ValueError(f"normalize must be one of {NORMALIZERS}, a dict, or None; got "
                              f"{normalize!r}")
         for f in self.schema.fields:
-            scalar = isinstance(f, Numeric) or (isinstance(f, Timestamp) and f.age)
-            if isinstance(f, Numeric) and f.bins is not None:
-                # Piecewise-linear columns are already in [0, 1]; an extractor-wide kind
-                # skips them like non-numeric fields, a per-field one is a mistake.
-                if f.name in overrides and overrides[f.name] is not None:
-                    raise ValueError(f"field {f.name!r} has bins and cannot be normalized "
-                                     "(its columns are already in [0, 1]); use None for it")
-                kinds.append(None)
-                continue
+            # Piecewise-linear columns are already in [0, 1]: an extractor-wide kind skips
+            # binned fields like non-numeric ones, a per-field one is a mistake.
+            binned = isinstance(f, Numeric) and f.bins is not None
+            scalar = (isinstance(f, Numeric) and not binned) or \
+                (isinstance(f, Timestamp) and f.age)
             if not scalar:
                 if f.name in overrides and overrides[f.name] is not None:
-                    raise ValueError(f"field {f.name!r} ({f.kind}) cannot be normalized")
+                    why = ("has bins and cannot be normalized (its columns are already in "
+                           "[0, 1]); use None for it" if binned else
+                           f"({f.kind}) cannot be normalized")
+                    raise ValueError(f"field {f.name!r} {why}")
                 kinds.append(None)
                 continue
             kind = f.normalize
@@ -491,8 +494,7 @@ class Extractor:
         for kind, idx in self._groups.items():
             s, c, a, b = self._normalizers[kind].params()
             shift[idx], scale[idx], lo[idx], hi[idx] = s, c, a, b
-        impute = np.array([f._plan().get("impute", 0.0) for f in self.schema.fields],
-                          dtype=np.float64)
+        impute = self._impute.copy()
         if self._moments is not None:
             impute[self._mean_idx] = np.nan_to_num(self._moments.mean, nan=0.0)
         if self._medians is not None:
@@ -591,9 +593,16 @@ class Extractor:
         return self
 
     def _all_normalizers(self) -> list[Normalizer]:
-        out = list(self._normalizers.values())
-        out += [n for n in (self._moments, self._medians) if n is not None]
-        return out
+        return list(self._named_normalizers().values())
+
+    def _named_normalizers(self) -> dict[str, Normalizer]:
+        """Every normalizer under its state key: the kinds, then ``_moments``/``_medians``."""
+        named: dict[str, Normalizer] = dict(self._normalizers)
+        if self._moments is not None:
+            named["_moments"] = self._moments
+        if self._medians is not None:
+            named["_medians"] = self._medians
+        return named
 
     def merge(self, other: Extractor) -> Extractor:
         """Adds another worker's normalizer statistics (same schema, in place)."""
@@ -622,12 +631,7 @@ class Extractor:
         """Named arrays and a JSON-able manifest; :meth:`from_state` rebuilds the extractor."""
         arrays: dict[str, np.ndarray] = {}
         norms: dict[str, Any] = {}
-        named = dict(self._normalizers)
-        if self._moments is not None:
-            named["_moments"] = self._moments
-        if self._medians is not None:
-            named["_medians"] = self._medians
-        for key, n in named.items():
+        for key, n in self._named_normalizers().items():
             a, m = n.state()
             arrays.update({f"normalizer.{key}.{k}": v for k, v in a.items()})
             norms[key] = m
@@ -663,11 +667,7 @@ class Extractor:
         if ex.n_features != manifest["n_features"] or \
                 _names_hash(ex.column_names) != manifest["column_names_hash"]:
             raise ValueError("extractor state: column layout differs from this ducklearn build")
-        named = dict(ex._normalizers)
-        if ex._moments is not None:
-            named["_moments"] = ex._moments
-        if ex._medians is not None:
-            named["_medians"] = ex._medians
+        named = ex._named_normalizers()
         if set(named) != set(manifest["normalizers"]):
             raise ValueError("extractor state: normalizer groups do not match the schema")
         for key in named:
@@ -688,18 +688,18 @@ class Extractor:
         return ex
 
     def save(self, path: str) -> None:
-        """Writes ``path`` (a .npz of named arrays, no pickle) and ``path + '.json'``."""
+        """Writes ``path`` (a .npz of named arrays, no pickle) and ``path + '.json'``, each
+        atomically."""
+        import io
         import json
-        import os
+
+        from ducklearn._db import atomic_write
 
         arrays, manifest = self.state()
-        tmp = f"{path}.tmp-{os.getpid()}"
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, path)
-        with open(f"{path}.json.tmp-{os.getpid()}", "w") as fh:
-            json.dump(manifest, fh, allow_nan=False)
-        os.replace(f"{path}.json.tmp-{os.getpid()}", f"{path}.json")
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        atomic_write(path, buf.getvalue())
+        atomic_write(f"{path}.json", json.dumps(manifest, allow_nan=False).encode())
 
     @classmethod
     def load(cls, path: str) -> Extractor:

@@ -166,11 +166,7 @@ class QualityMonitor:
 
     def set_reference(self, records: Any, *, now: float | None = None) -> None:
         """Fixes the reference window to these records' accepted values."""
-        from ducklearn.features.extract import _check_now
-
-        batch, _, _, _ = self.extractor._parse(records, _check_now(now))
-        batch.validate(False)
-        raw = batch.raw()
+        raw, _ = self.extractor._raw(records, now)
         if raw.shape[0] == 0:
             raise ValueError("no valid records in the reference batch")
         self._reference = raw[-self.reference_size:].copy()

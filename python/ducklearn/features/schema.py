@@ -780,11 +780,8 @@ class FeatureSchema:
         if not chosen:
             return self
         # The plan computes the transformed values (log1p, clip) exactly as it will encode
-        # them; a plain copy of the schema (no bins on the chosen fields) reads them.
-        plain = FeatureSchema(self.name, [replace(f, bins=None, normalize=None)
-                                          if f.name in chosen else f for f in self._fields],
-                              self._crosses, version=self.version)
-        raw, _ = plain.compile(unknown_fields="ignore")._raw(records)
+        # them; its raw values do not depend on bins, so this schema itself reads them.
+        raw, _ = self.compile(unknown_fields="ignore")._raw(records)
         new: list[Field] = []
         too_few: list[str] = []
         for i, f in enumerate(self._fields):

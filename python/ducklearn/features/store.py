@@ -631,21 +631,29 @@ class FeatureStore:
     def _live(self, event_time: float, at: float) -> bool:
         return self.ttl is None or at - event_time < self.ttl
 
+    def _cached(self, entity_type: str, entity_id: str | int) -> tuple | None:
+        """The live cache entry of an entity (a hit, moved to the recent end), else None."""
+        cache = self._caches.get(entity_type)
+        if cache is None:
+            return None
+        eid = entity_id if type(entity_id) is str else _check_id(entity_id)
+        entry = cache.get(eid)
+        if entry is None or not (self.ttl is None or time.time() - entry[1] < self.ttl):
+            return None
+        self.hits += 1
+        try:
+            cache.move_to_end(eid)
+        except KeyError:  # evicted by another thread meanwhile
+            pass
+        return entry
+
     def get(self, entity_type: str, entity_id: str | int, *, as_of: float | None = None,
             cached: bool = True, default: Any = None) -> Any:
         """The features at ``as_of`` (default: now, the latest version), else ``default``."""
         if as_of is None and cached:
-            cache = self._caches.get(entity_type)
-            if cache is not None:
-                eid = entity_id if type(entity_id) is str else _check_id(entity_id)
-                entry = cache.get(eid)
-                if entry is not None and (self.ttl is None or time.time() - entry[1] < self.ttl):
-                    self.hits += 1
-                    try:
-                        cache.move_to_end(eid)
-                    except KeyError:  # evicted by another thread meanwhile
-                        pass
-                    return entry[0]
+            entry = self._cached(entity_type, entity_id)
+            if entry is not None:
+                return entry[0]
         row = self.get_row(entity_type, entity_id, as_of=as_of, cached=False)
         return default if row is None else row.value
 
@@ -657,10 +665,9 @@ class FeatureStore:
         now = time.time()
         at = now if as_of is None else _check_time(as_of, "as_of")
         if as_of is None and cached:
-            entry = self._caches.get(entity_type, {}).get(eid)
-            if entry is not None and self._live(entry[1], now):
-                self.hits += 1
-                return FeatureRow(entity_type, eid, entry[0], entry[1], entry[2], entry[3])
+            entry = self._cached(entity_type, eid)
+            if entry is not None:
+                return FeatureRow(entity_type, eid, *entry)
         self.misses += 1
         r = self._backend.latest(entity_type, eid, at)
         if r is None or not self._live(r[1], at):
@@ -705,12 +712,14 @@ class FeatureStore:
                     touch(eid)  # a batch read counts as use, as a single get does
                 else:
                     todo.setdefault(eid, []).append(k)
-            self.hits += len(ids) - sum(len(v) for v in todo.values())
         else:
             for k, eid in enumerate(ids):
                 todo.setdefault(eid, []).append(k)
+        missed = sum(len(v) for v in todo.values())
+        if cache is not None:
+            self.hits += len(ids) - missed
         if todo:
-            self.misses += sum(len(v) for v in todo.values())
+            self.misses += missed
             for eid in todo:
                 _check_id(eid)
             rows = self._backend.latest_many(entity_type, list(todo), at)

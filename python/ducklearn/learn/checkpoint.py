@@ -17,12 +17,13 @@ import logging
 import os
 import re
 import struct
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from ducklearn._db import atomic_write
 
 __all__ = ["CheckpointError", "Checkpoint", "write_checkpoint", "read_latest", "list_checkpoints"]
 
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 FORMAT = "ducklearn.checkpoint"
 FORMAT_VERSION = 1
 _NAME = re.compile(r"^ckpt-(\d{10})\.safetensors$")
+# Temporary files of a write in progress (a writer killed before its rename leaves one).
+_TMP_PREFIX, _TMP_SUFFIX = ".ckpt-", ".tmp"
 _MAX_HEADER = 64 * 1024 * 1024
 
 
@@ -57,14 +60,6 @@ def _digest(manifest_json: str, tensors: Mapping[str, np.ndarray]) -> str:
         h.update(struct.pack("<q", arr.size))
         h.update(arr.tobytes())
     return h.hexdigest()
-
-
-def _fsync_dir(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def list_checkpoints(directory: str | os.PathLike) -> list[tuple[int, str]]:
@@ -109,20 +104,7 @@ def write_checkpoint(directory: str | os.PathLike, tensors: Mapping[str, np.ndar
     existing = list_checkpoints(directory)
     sequence = (existing[-1][0] + 1) if existing else 1
     final = os.path.join(directory, f"ckpt-{sequence:010d}.safetensors")
-    fd, tmp = tempfile.mkstemp(prefix=".ckpt-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(directory)
+    atomic_write(final, data, prefix=_TMP_PREFIX, suffix=_TMP_SUFFIX)
     for _, old in list_checkpoints(directory)[:-keep]:
         try:
             os.unlink(old)
@@ -130,13 +112,11 @@ def write_checkpoint(directory: str | os.PathLike, tensors: Mapping[str, np.ndar
             pass
     # Temporary files left by a writer that crashed before its rename.
     for name in os.listdir(directory):
-        if name.startswith(".ckpt-") and name.endswith(".tmp"):
-            path = os.path.join(directory, name)
-            if path != tmp:
-                try:
-                    os.unlink(path)
-                except FileNotFoundError:
-                    pass
+        if name.startswith(_TMP_PREFIX) and name.endswith(_TMP_SUFFIX):
+            try:
+                os.unlink(os.path.join(directory, name))
+            except FileNotFoundError:
+                pass
     return final
 
 

@@ -39,6 +39,7 @@ from ducklearn import _core
 from ducklearn._base import OnlineEstimator, _param_from_json, _param_to_json
 from ducklearn._validation import check_X, not_fitted_error
 from ducklearn.learn.adaptation import Adaptation
+from ducklearn.learn.bootstrap import _per_example_loss, _score
 from ducklearn.learn.checkpoint import read_latest, write_checkpoint
 
 __all__ = ["OnlineLearner", "Snapshot", "QueueFullError"]
@@ -270,7 +271,6 @@ class OnlineLearner:
             names = list(feature_names) if feature_names is not None else None
             est._build(width, names)
         self._feature_names = list(est._feature_index)
-        self._feature_pos = {name: i for i, name in enumerate(self._feature_names)}
         self._core = _core.AdaptiveLearner(est._learner, self.adaptation.to_config(), self._seed)
         # From here on the estimator only maps labels and features; the core owns the model.
         est._learner = None
@@ -519,12 +519,9 @@ class OnlineLearner:
             return self._column_features(records)
         n = len(records)
         if self._extractor is not None:
-            X, dead = self._extractor.transform(records, sparse=False)
-            ok = np.ones(n, dtype=bool)
-            for d in dead:
-                ok[d.index] = False
+            X, ok = self._extract(records, n)
             return np.ascontiguousarray(X, dtype=np.float32), ok
-        pos = self._feature_pos
+        pos = self._model._feature_index  # feature name -> column
         X = np.zeros((n, len(pos)), dtype=np.float32)
         ok = np.ones(n, dtype=bool)
         for i, r in enumerate(records):
@@ -541,13 +538,19 @@ class OnlineLearner:
                 ok[i] = False
         return X, ok
 
+    def _extract(self, data: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The extractor's rows for n records or columns, and the mask of those it did not
+        dead-letter."""
+        X, dead = self._extractor.transform(data, sparse=False)
+        ok = np.ones(n, dtype=bool)
+        for d in dead:
+            ok[d.index] = False
+        return X, ok
+
     def _column_features(self, columns: Any) -> tuple[np.ndarray, np.ndarray]:
         n = _n_rows(columns)
         if self._extractor is not None:
-            X, dead = self._extractor.transform(columns, sparse=False)
-            ok = np.ones(n, dtype=bool)
-            for d in dead:
-                ok[d.index] = False
+            X, ok = self._extract(columns, n)
             full = np.zeros((n, X.shape[1]), dtype=np.float32)
             full[ok] = X
             return full, ok
@@ -631,16 +634,8 @@ class OnlineLearner:
             err = out[:, 0].astype(np.float64) - t
             entry.update(mae=float(np.mean(np.abs(err))), rmse=float(np.sqrt(np.mean(err**2))))
         else:
-            if task == "binary":
-                p = np.clip(out[:, 0].astype(np.float64), 1e-12, 1 - 1e-12)
-                loss = -(t * np.log(p) + (1 - t) * np.log1p(-p))
-                correct = (p > 0.5) == (t > 0.5)
-            else:
-                p = np.clip(out[np.arange(len(t)), t.astype(np.int64)].astype(np.float64),
-                            1e-12, 1.0)
-                loss = -np.log(p)
-                correct = np.argmax(out, axis=1) == t
-            entry.update(accuracy=float(np.mean(correct)), log_loss=float(np.mean(loss)))
+            entry.update(accuracy=_score(task, out, t),
+                         log_loss=float(np.mean(_per_example_loss(task, out, t))))
         self._validation_history.append(entry)
         del self._validation_history[:-10_000]  # bounded like every other buffer
         self._validated_at = self._learned
@@ -805,7 +800,6 @@ class OnlineLearner:
         est._build(self._core.n_inputs, m["feature_names"])
         est._learner = None
         self._feature_names = list(m["feature_names"])
-        self._feature_pos = {name: i for i, name in enumerate(self._feature_names)}
         c = m["counters"]
         self._submitted = int(c["submitted"])
         self._learned = int(c["learned"])
@@ -832,7 +826,7 @@ class OnlineLearner:
             est._set_classes(self._model.classes_)
         est._learner = _core.Learner.from_state_dict(tensors, meta)
         est.n_features_in_ = est._learner.n_inputs
-        est._feature_index = {name: i for i, name in enumerate(self._feature_names)}
+        est._feature_index = dict(self._model._feature_index)
         est.n_iter_ = 0
         est.loss_curve_ = []
         return est

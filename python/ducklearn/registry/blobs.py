@@ -20,14 +20,13 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
-from ducklearn._db import Database, now_us
+from ducklearn._db import Database, atomic_write, now_us
 
 __all__ = ["BlobStore", "LocalBlobStore", "DatabaseBlobStore", "BlobCorruptError", "encode",
            "decode", "DEFAULT_CHUNK_SIZE"]
@@ -145,20 +144,8 @@ class LocalBlobStore:
             except FileNotFoundError:
                 pass  # collected in between: write it again
         blob = encode(data, itemsize, self.level)
-        directory = os.path.dirname(path)
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(blob)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        _fsync_dir(directory)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        atomic_write(path, blob)
         return len(blob)
 
     def get(self, digest: str) -> bytes:
@@ -210,19 +197,6 @@ class LocalBlobStore:
 
     def __repr__(self) -> str:
         return f"LocalBlobStore({self.root!r})"
-
-
-def _fsync_dir(directory: str) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 class DatabaseBlobStore:

@@ -17,6 +17,7 @@ import numpy as np
 from ducklearn._db import (
     Database,
     Tx,
+    advisory_key,
     canonical_json,
     check_name,
     from_us,
@@ -68,8 +69,7 @@ __all__ = ["Registry", "ModelVersion", "ModelInfo", "AliasMove", "PromotionReque
 SCHEMA_VERSION = 1
 DEFAULT_PROTECTED = ("production",)
 REQUEST_TTL_DAYS = 7.0
-_GC_LOCK_KEY = int.from_bytes(hashlib.sha256(b"ducklearn_registry.blobs").digest()[:8], "big",
-                              signed=True)
+_GC_LOCK_KEY = advisory_key("ducklearn_registry.blobs")
 _UNSET: Any = object()
 
 _SCHEMA = [

@@ -67,7 +67,10 @@ from ducklearn.serving.server import (
     PredictionServer,
     ServingError,
     ShuttingDown,
+    _check_priority,
     _first_bad_number,
+    _Histogram,
+    _prediction_dict,
 )
 
 __all__ = ["create_app", "HTTPServer", "ServingCollector", "DEFAULT_MAX_BODY_BYTES"]
@@ -103,11 +106,7 @@ def _error_response(exc: ServingError) -> Response:
 
 
 def _prediction_json(pred: Prediction) -> bytes:
-    return _dumps({
-        "model": pred.model, "version": pred.version, "fallback": pred.fallback,
-        "predictions": pred.labels(), "outputs": pred.values.tolist(),
-        "classes": list(pred.classes) if pred.classes is not None else None,
-    })
+    return _dumps(_prediction_dict(pred))
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -163,10 +162,7 @@ def _parse_request(body: bytes) -> tuple[Any, float | None, int]:
         bad = _first_bad_number(inputs)
         if bad is not None:
             raise BadInput(f"{bad[0]} {bad[1]}", field=bad[0])
-    priority = payload.get("priority", 0)
-    if isinstance(priority, bool) or not isinstance(priority, int):
-        raise BadInput(f"priority must be an integer, got {priority!r}", field="priority")
-    return inputs, timeout, priority
+    return inputs, timeout, _check_priority(payload.get("priority", 0))
 
 
 # -- metrics ---------------------------------------------------------------------------------
@@ -177,21 +173,13 @@ class _HTTPStats:
 
     def __init__(self) -> None:
         self.responses: dict[tuple[str, int], int] = {}
-        self.bounds = LATENCY_BUCKETS
-        self.counts = [0] * len(self.bounds)
-        self.total = 0.0
-        self.count = 0
+        self.latency = _Histogram(LATENCY_BUCKETS)
         self.inflight = 0
 
     def observe(self, route: str, status: int, seconds: float) -> None:
         key = (route, status)
         self.responses[key] = self.responses.get(key, 0) + 1
-        for i, b in enumerate(self.bounds):
-            if seconds <= b:
-                self.counts[i] += 1
-                break
-        self.total += seconds
-        self.count += 1
+        self.latency.observe(seconds)
 
 
 def _buckets(bounds: Iterable[float], counts: Iterable[int]) -> list[tuple[str, float]]:
@@ -269,7 +257,8 @@ class ServingCollector:
                 responses.add_metric([route, str(status)], n)
             hlat = HistogramMetricFamily("ducklearn_http_request_seconds",
                                          "End-to-end handling time of predict requests")
-            hlat.add_metric([], _buckets(self.http.bounds, self.http.counts), self.http.total)
+            bounds, counts, total, _ = self.http.latency.snapshot()
+            hlat.add_metric([], _buckets(bounds, counts), total)
             active = GaugeMetricFamily("ducklearn_http_in_flight",
                                        "Predict requests being handled")
             active.add_metric([], self.http.inflight)

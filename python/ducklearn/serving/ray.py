@@ -62,12 +62,12 @@ class DucklearnDeployment:
     async def predict(self, model: str, inputs: Any, timeout: float | None = None,
                       priority: int = 0) -> dict[str, Any]:
         """Handle-call form: returns the same JSON-able dict as the HTTP answer."""
+        from ducklearn.serving.server import _prediction_dict
+
         if model not in self.server._endpoints and self.server.registry is not None:
             await asyncio.to_thread(self.server.serve, model)
         p = await self.server.apredict(model, inputs, timeout=timeout, priority=priority)
-        return {"model": p.model, "version": p.version, "fallback": p.fallback,
-                "predictions": p.labels(), "outputs": p.values.tolist(),
-                "classes": list(p.classes) if p.classes is not None else None}
+        return _prediction_dict(p)
 
     def versions(self) -> dict[str, str]:
         """{served ref: version} of this replica (tests and operators use it to watch a

@@ -313,7 +313,8 @@ def _ticket_resolver(ref: weakref.ReferenceType) -> Callable[[list], None]:
 
 class _Histogram:
     """Fixed buckets (non-cumulative counts), so memory does not grow with traffic. Not
-    thread-safe on its own: callers hold their endpoint's stats lock."""
+    thread-safe on its own: callers serialize access (an endpoint's stats lock, the HTTP
+    layer's event loop)."""
 
     __slots__ = ("bounds", "counts", "total", "count")
 
@@ -374,7 +375,7 @@ class _LearnerSource:
 
     def get(self) -> tuple[Any, str]:
         snap = self.learner.snapshot
-        return snap.predictor, f"live-{snap.version}"
+        return snap.predictor, self.label(snap.version)
 
     @staticmethod
     def label(vid: int) -> str:
@@ -527,7 +528,7 @@ class _Endpoint:
         self.name = name
         self.source = source
         self.classes = None if classes is None else np.asarray(classes)
-        self.classes_tuple = None if classes is None else tuple(np.asarray(classes).tolist())
+        self.classes_tuple = None if classes is None else tuple(self.classes.tolist())
         self.feature_names = list(feature_names) if feature_names is not None else None
         self.feature_pos = ({n: i for i, n in enumerate(self.feature_names)}
                             if self.feature_names is not None else None)
@@ -541,7 +542,6 @@ class _Endpoint:
         self.lanes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self.seq = itertools.count()
         self.stop = False
-        self.ready = False
         # What the C++ batcher does not see: asyncio lanes, fallback answers, errors by kind.
         self.requests = 0
         self.rows_served = 0
@@ -551,18 +551,19 @@ class _Endpoint:
         self.batch_sizes = _Histogram(BATCH_BUCKETS)
         # Failed batches already counted: each of their requests reports the failure.
         self._reported: collections.deque = collections.deque(maxlen=64)
-        predictor, _ = source.get()
+        # The batcher starts on the version warmed up here; a learner's later snapshot is
+        # picked up by _follow_learner.
+        if isinstance(source, _LearnerSource):
+            snap = source.learner.snapshot
+            predictor, vid = snap.predictor, snap.version
+        else:
+            predictor, vid = source.current[0], source.vid
         self.n_inputs = int(predictor.n_inputs)
         self.n_outputs = int(predictor.n_outputs)
         self.task = str(predictor.task)
         best = self.warm_up(predictor)
         self.lane_seconds = best  # EWMA of an inline batch's compute time (lane admission)
         self.inline = best * 1e6 <= server.inline_us
-        if isinstance(source, _LearnerSource):
-            snap = source.learner.snapshot
-            predictor, vid = snap.predictor, snap.version
-        else:
-            vid = source.vid
         self._swap_lock = threading.Lock()
         self._live_vid = vid
         self.batcher = _core.Batcher(
@@ -573,7 +574,6 @@ class _Endpoint:
         self._listener: Callable | None = None
         if isinstance(source, _LearnerSource):
             self._follow_learner(source.learner)
-        self.ready = True
 
     # -- inputs --------------------------------------------------------------------------
 
@@ -691,7 +691,7 @@ class _Endpoint:
             self._count_error("deadline")
             raise DeadlineExceeded(f"timeout {timeout}s leaves no time to compute; not queued")
         if self.stop:
-            raise ShuttingDown(f"model {self.name!r} is shutting down; retry elsewhere")
+            raise self._shutting_down()
         return timeout
 
     def predict(self, rows: np.ndarray, records: Any, timeout: float | None,
@@ -789,14 +789,8 @@ class _Endpoint:
         if status == _DEADLINE:
             raise DeadlineExceeded(f"no answer within the deadline ({timeout}s); not computed")
         if status == _OVERLOADED:
-            wait = info["expected_wait_seconds"]
-            if wait:
-                raise Overloaded(f"model {self.name!r} is overloaded: about {wait * 1e3:.1f} ms "
-                                 f"of work is ahead of this request, more than its timeout of "
-                                 f"{timeout * 1e3:.1f} ms; retry later")
-            raise Overloaded(f"model {self.name!r} is overloaded ({info['queued_rows']} rows "
-                             f"queued, capacity {self.server.queue_capacity}); retry later")
-        raise ShuttingDown(f"model {self.name!r} is shutting down; retry elsewhere")
+            raise self._overloaded(info["expected_wait_seconds"], timeout, info["queued_rows"])
+        raise self._shutting_down()
 
     def _first_report(self, batch: int) -> bool:
         """Whether this failed batch is news: every request in it reports the failure, and
@@ -822,9 +816,7 @@ class _Endpoint:
                 self.rows_served += len(rows)
                 self.latency.observe(time.perf_counter() - started)
         if values is None:
-            why = "its fallback failed" if self.fallback is not None else "has no fallback"
-            raise ModelUnavailable(f"model {self.name!r} is failing (breaker "
-                                   f"{self.breaker.state}) and {why}; retry later")
+            raise self._unavailable()
         return Prediction(values, self.name, self.source.get()[1], True, self.classes_tuple)
 
     def _fallback(self, X: np.ndarray, records: Any) -> np.ndarray | None:
@@ -856,6 +848,25 @@ class _Endpoint:
         with self.stats_lock:
             self.errors[kind] = self.errors.get(kind, 0) + 1
 
+    # The refusals, one message each whichever path (batcher or asyncio lane) refuses.
+
+    def _overloaded(self, wait: float, timeout: float | None, queued: int) -> Overloaded:
+        """``wait``: the expected wait when admission control refused (else 0: queue full)."""
+        if wait:
+            return Overloaded(f"model {self.name!r} is overloaded: about {wait * 1e3:.1f} ms "
+                              f"of work is ahead of this request, more than its timeout of "
+                              f"{timeout * 1e3:.1f} ms; retry later")
+        return Overloaded(f"model {self.name!r} is overloaded ({queued} rows queued, "
+                          f"capacity {self.server.queue_capacity}); retry later")
+
+    def _unavailable(self) -> ModelUnavailable:
+        why = "its fallback failed" if self.fallback is not None else "has no fallback"
+        return ModelUnavailable(f"model {self.name!r} is failing (breaker "
+                                f"{self.breaker.state}) and {why}; retry later")
+
+    def _shutting_down(self) -> ShuttingDown:
+        return ShuttingDown(f"model {self.name!r} is shutting down; retry elsewhere")
+
     # -- the asyncio lanes ---------------------------------------------------------------
 
     def _lane_submit(self, rows: np.ndarray, records: Any, timeout: float | None,
@@ -867,7 +878,7 @@ class _Endpoint:
         wait = 0.0
         with self.cond:
             if self.stop:
-                raise ShuttingDown(f"model {self.name!r} is shutting down; retry elsewhere")
+                raise self._shutting_down()
             ahead = self.lane_rows
             if ahead + n > self.server.queue_capacity:
                 overloaded = True
@@ -888,12 +899,7 @@ class _Endpoint:
             else:
                 self.requests += 1
         if overloaded:
-            if wait:
-                raise Overloaded(f"model {self.name!r} is overloaded: about {wait * 1e3:.1f} ms "
-                                 f"of work is ahead of this request, more than its timeout of "
-                                 f"{timeout * 1e3:.1f} ms; retry later")
-            raise Overloaded(f"model {self.name!r} is overloaded ({ahead} rows queued, "
-                             f"capacity {self.server.queue_capacity}); retry later")
+            raise self._overloaded(wait, timeout, ahead)
         return req
 
     def _serve_inline(self, batch: list[_Request]) -> None:
@@ -944,11 +950,8 @@ class _Endpoint:
             values = self._fallback(X, records)
             used_fallback = True
             if values is None:
-                why = "its fallback failed" if self.fallback is not None else "has no fallback"
                 for req in live:
-                    req.finish(None, ModelUnavailable(
-                        f"model {self.name!r} is failing (breaker {self.breaker.state}) and "
-                        f"{why}; retry later"))
+                    req.finish(None, self._unavailable())
                 with self.stats_lock:
                     self.errors["unavailable"] = self.errors.get("unavailable", 0) + len(live)
                 return
@@ -1167,7 +1170,6 @@ class PredictionServer:
         self._closed = False
         self._watcher: threading.Thread | None = None
         self._stop_watch = threading.Event()
-        self._registry_errors = 0
 
     # -- adding models -------------------------------------------------------------------
 
@@ -1327,7 +1329,6 @@ class PredictionServer:
                     swapped.append(ref)
                     log.info("%s now serves %s", ref, version)
             except Exception:  # a registry hiccup must not stop serving the current version
-                self._registry_errors += 1
                 log.exception("checking alias %s of %s failed", alias, name)
         return swapped
 
@@ -1374,7 +1375,7 @@ class PredictionServer:
         out = {}
         for name, ep in list(self._endpoints.items()):
             _, version = ep.source.get()
-            out[name] = {"version": version, "ready": ep.ready and not ep.stop,
+            out[name] = {"version": version, "ready": not ep.stop,
                          "breaker": ep.breaker.state,
                          "queued_rows": int(ep.batcher.stats()["queued_rows"]) + ep.lane_rows,
                          "n_inputs": ep.n_inputs, "n_outputs": ep.n_outputs, "task": ep.task,
@@ -1391,9 +1392,9 @@ class PredictionServer:
 
     @property
     def ready(self) -> bool:
-        """Open, and every endpoint loaded and warmed up."""
-        return not self._closed and all(ep.ready and not ep.stop
-                                        for ep in self._endpoints.values())
+        """Open, and every endpoint loaded and warmed up (an endpoint is served only once
+        it is) and not draining."""
+        return not self._closed and not any(ep.stop for ep in self._endpoints.values())
 
     def metrics(self) -> dict[str, dict[str, Any]]:
         """Per model: requests, rows, errors by kind, fallbacks, swaps, queue depth, latency
@@ -1494,6 +1495,13 @@ def _extractor_from_manifest(manifest: Mapping[str, Any]) -> Any:
         log.warning("cannot rebuild the feature schema of a registry version; it will take "
                     "feature rows only", exc_info=True)
         return None
+
+
+def _prediction_dict(pred: Prediction) -> dict[str, Any]:
+    """A Prediction as the JSON object the HTTP API and the Ray deployment answer with."""
+    return {"model": pred.model, "version": pred.version, "fallback": pred.fallback,
+            "predictions": pred.labels(), "outputs": pred.values.tolist(),
+            "classes": list(pred.classes) if pred.classes is not None else None}
 
 
 def labels_for(prediction: Prediction, classes: Sequence | None) -> list[Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import getpass
-import hashlib
 import math
 import os
 import re
@@ -18,7 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from ducklearn._db import Database, Tx, check_name, from_us, now_us, parse_url, to_us
+from ducklearn._db import (
+    Database,
+    check_name,
+    from_us,
+    now_us,
+    parse_url,
+    sha256_hex,
+    to_us,
+)
 
 __all__ = ["Tracker", "Run", "RunInfo", "BestRun", "Comparison", "InsufficientDataError"]
 
@@ -449,7 +456,7 @@ class Run:
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError("data must be bytes or a file path")
         data = bytes(data)
-        digest = hashlib.sha256(data).hexdigest()
+        digest = sha256_hex(data)
         self._tracker._artifacts.put(digest, data)
         with self._tracker._db.transaction() as tx:
             tx.execute("INSERT INTO tracking_artifacts (run_id, name, digest, size) VALUES "
@@ -623,17 +630,6 @@ class Tracker:
         run.flush()
         return run
 
-    def _bulk(self, tx: Tx, table: str, columns: str, rows: Sequence[tuple]) -> None:
-        if not rows:
-            return
-        if self._db.dialect == "sqlite":
-            tx.many(f"INSERT INTO {table} ({columns}) VALUES "
-                    f"({', '.join('?' * len(rows[0]))})", rows)
-        else:
-            with tx.raw.cursor() as cur, cur.copy(f"COPY {table} ({columns}) FROM STDIN") as cp:
-                for r in rows:
-                    cp.write_row(r)
-
     def _write_records(self, experiment: str, params: list[tuple], tags: list[tuple],
                        metrics: list[tuple]) -> None:
         with self._db.transaction() as tx:
@@ -736,12 +732,12 @@ class Tracker:
                         best = (int(step), v, n)
                 latest.append((run_id, exp, key, best[0], best[1], best[2]))
         with self._db.transaction() as tx:
-            self._bulk(tx, "tracking_runs", "id, experiment, name, status, actor, started_us, "
-                       "ended_us, parent_run, model_name, model_version", runs)
-            self._bulk(tx, "tracking_params", "run_id, experiment, key, value, num", params)
-            self._bulk(tx, "tracking_tags", "run_id, key, value", tags)
-            self._bulk(tx, "tracking_metrics", "run_id, key, step, value, n, time_us", metrics)
-            self._bulk(tx, "tracking_latest", "run_id, experiment, key, step, value, n", latest)
+            tx.insert_rows("tracking_runs", "id, experiment, name, status, actor, started_us, "
+                           "ended_us, parent_run, model_name, model_version", runs)
+            tx.insert_rows("tracking_params", "run_id, experiment, key, value, num", params)
+            tx.insert_rows("tracking_tags", "run_id, key, value", tags)
+            tx.insert_rows("tracking_metrics", "run_id, key, step, value, n, time_us", metrics)
+            tx.insert_rows("tracking_latest", "run_id, experiment, key, step, value, n", latest)
         return len(runs)
 
     # -- reading ------------------------------------------------------------------------------

@@ -235,7 +235,6 @@ class DUCKLEARN_EXPORT FeaturePlan {
   std::vector<int64_t> value_col_;      // per field: first column of its main block
   std::vector<int64_t> indicator_col_;  // per field: missing-indicator column or -1
   std::vector<int64_t> cross_col_;      // per cross: first column
-  std::vector<int64_t> n_bins_;         // per field: columns of its bin encoding, 0 if none
   std::vector<uint32_t> field_seeds_;   // per field: murmur3 seed of its name
   std::vector<uint32_t> cross_seeds_;
   std::shared_ptr<const Affine> affine_;  // read/written with std::atomic_load/store

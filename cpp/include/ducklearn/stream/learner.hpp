@@ -122,6 +122,15 @@ class DUCKLEARN_EXPORT Learner {
  private:
   double train_rows(const float* X, const float* y, int64_t n, float grad_scale, float* out,
                     bool with_loss = true);
+  /** Throws unless n >= 1 ("<what> needs at least one row") and every label suits the task. */
+  void check_rows(const float* y, int64_t n, const char* what) const;
+  /**
+   * The row(s) the model trains on: X itself without a scaler; with one, the standardized
+   * copy in xbuf_. scale_one takes one row in first (fused update_standardize); scale_rows
+   * takes all n rows in first (when update_scaler), then standardizes them with the result.
+   */
+  const float* scale_one(const float* x);
+  const float* scale_rows(const float* X, int64_t n, bool update_scaler);
 
   Sequential model_;
   LossSpec loss_;
