@@ -221,6 +221,7 @@ void bind_adaptive(py::module_& m) {
       .def_readwrite("consolidate_every", &AdaptationConfig::consolidate_every)
       .def_readwrite("consolidate_samples", &AdaptationConfig::consolidate_samples)
       .def_readwrite("update_batch", &AdaptationConfig::update_batch)
+      .def_readwrite("average_decay", &AdaptationConfig::average_decay)
       .def("validate", &AdaptationConfig::validate);
 
   py::class_<PyAdaptive>(m, "AdaptiveLearner",

@@ -421,6 +421,33 @@ void bind_stream(py::module_& m) {
           },
           py::arg("lam"), py::arg("anchor"), py::arg("fisher"))
       .def(
+          "set_averaging",
+          [](PyLearner& s, float decay) {
+            std::lock_guard<std::mutex> lock(s.mu);
+            s.learner.set_averaging(decay);
+          },
+          py::arg("decay"),
+          "Predict with an exponential moving average of the weights (decay in [0, 1); 0 "
+          "turns it off); it starts at the current weights.")
+      .def(
+          "average_state",
+          [](PyLearner& s) -> py::object {
+            std::lock_guard<std::mutex> lock(s.mu);
+            if (s.learner.averaging() == 0.0f) return py::none();
+            const auto& m = s.learner.served_model();
+            py::array_t<float> params(static_cast<py::ssize_t>(m.n_params()));
+            std::copy(m.params(), m.params() + m.n_params(), params.mutable_data());
+            return py::make_tuple(s.learner.averaging(), s.learner.average_steps(), params);
+          },
+          "(decay, steps, averaged params) of weight averaging, or None when it is off.")
+      .def(
+          "load_average",
+          [](PyLearner& s, float decay, int64_t steps, const FArray& params) {
+            std::lock_guard<std::mutex> lock(s.mu);
+            s.learner.load_average(decay, steps, params.data(), params.size());
+          },
+          py::arg("decay"), py::arg("steps"), py::arg("params"))
+      .def(
           "consolidate",
           [](PyLearner& s, const py::handle& X_obj, const py::handle& y_obj, float lambda,
              float decay) {

@@ -477,6 +477,9 @@ class OnlineEstimator:
         if len(anchor):
             tensors["ewc.anchor"] = anchor
             tensors["ewc.fisher"] = fisher
+        average = learner.average_state()  # weight averaging: what predictions use
+        if average is not None:
+            tensors["average.params"] = average[2]
         manifest = {
             "format_version": STATE_FORMAT_VERSION,
             "library_version": _core.__version__,
@@ -488,6 +491,8 @@ class OnlineEstimator:
                           "lr_scale": float(learner.lr_scale),
                           "hypergradient_lr": float(learner.hypergradient_lr)},
             "ewc_lambda": float(ewc_lambda),
+            "average": None if average is None else {"decay": float(average[0]),
+                                                     "steps": int(average[1])},
             "examples_seen": int(learner.examples_seen),
             "n_iter": int(self.n_iter_),
             "loss_curve": list(self.loss_curve_),
@@ -541,6 +546,13 @@ class OnlineEstimator:
         if bool(hyper.get("scale")):
             learner.load_scaler_state(*(tensors[f"scaler.{k}"] for k in
                                         ("count", "mean", "m2", "min", "max")))
+        average = manifest.get("average")
+        if (average is None) != ("average.params" not in tensors):
+            raise ValueError("model state: averaged weights and their 'average' manifest "
+                             "entry must come together")
+        if average is not None:
+            learner.load_average(float(average["decay"]), int(average["steps"]),
+                                 np.asarray(tensors["average.params"], dtype=np.float32))
         learner.examples_seen = int(manifest["examples_seen"])
         model.n_iter_ = int(manifest["n_iter"])
         model.loss_curve_ = list(manifest["loss_curve"])

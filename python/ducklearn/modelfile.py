@@ -314,6 +314,8 @@ def _core_section(model: Any, state_manifest: Mapping[str, Any]) -> dict[str, An
     }
     if "ewc_lambda" in state_manifest:  # consolidation (tensors ewc.anchor, ewc.fisher)
         core["ewc_lambda"] = float(state_manifest["ewc_lambda"])
+    if state_manifest.get("average"):  # weight averaging (tensor average.params)
+        core["average"] = dict(state_manifest["average"])
     return core
 
 

@@ -967,6 +967,33 @@ TEST(LearnerState, RoundTripContinuesBitIdentically) {
   EXPECT_TRUE(SameState(ea, eb));
 }
 
+TEST(LearnerState, RoundTripKeepsTheAverage) {
+  Learner a = mlp_learner(6, 12, optimizer(OptimizerKind::Adam, 0.01f), /*standardize=*/true, 4);
+  const Stream s = flip_stream(900, 6, 100000, 0.1, 32);
+  for (int64_t i = 0; i < 100; ++i) a.learn_one(&s.X[i * 6], s.y[i]);
+  a.set_averaging(0.99f);
+  for (int64_t i = 100; i < 300; ++i) a.learn_one(&s.X[i * 6], s.y[i]);
+  StateDict st;
+  save_state(a, st, "l.");
+  Learner b = ducklearn::load_learner(st, "l.");
+  EXPECT_EQ(b.averaging(), 0.99f);
+  EXPECT_EQ(b.average_steps(), a.average_steps());
+  StateDict st2;
+  save_state(b, st2, "l.");
+  EXPECT_TRUE(SameState(st, st2));
+  std::vector<float> pa(1), pb(1);
+  for (int64_t i = 300; i < 600; ++i) {
+    ASSERT_EQ(a.step(&s.X[i * 6], s.y[i], pa.data()), b.step(&s.X[i * 6], s.y[i], pb.data()));
+    ASSERT_EQ(pa[0], pb[0]) << i;
+  }
+  // Without averaging nothing about it is saved, and a load leaves it off.
+  Learner c = mlp_learner(6, 12, optimizer(OptimizerKind::Adam, 0.01f), true, 4);
+  StateDict plain;
+  save_state(c, plain, "l.");
+  EXPECT_FALSE(plain.has("l.average.decay"));
+  EXPECT_EQ(ducklearn::load_learner(plain, "l.").averaging(), 0.0f);
+}
+
 /** Saves `a` (already fed s[0, i)), then continues it, a reloaded copy and a copy-constructed
  *  one on the rest of the stream: all three must agree bit for bit, outputs and final state. */
 void continue_identically(AdaptiveLearner& a, const Stream& s, int64_t i,
@@ -1029,6 +1056,35 @@ void check_adaptive_round_trip(const Learner& base, const AdaptationConfig& cfg,
     ASSERT_GT(owner->replay()->size(), 0);
   }
   continue_identically(*owner, s, i, final_stats);
+}
+
+TEST(AdaptiveLearner, AveragingRestartsAtEachDetectedChangeAndChallengersAverageToo) {
+  AdaptationConfig cfg;
+  cfg.detector = DetectorKind::PageHinkley;
+  cfg.ph_threshold = 5.0;
+  cfg.ph_min_instances = 10;
+  cfg.background_grace = 3;
+  cfg.swap_z = 0.0f;  // the smoothed loss alone decides: swaps happen, and are replayed
+  cfg.background_patience = 300;
+  cfg.average_decay = 0.99f;
+  const Stream s = flip_stream(3000, 3, 1500, 0.05, 6);
+  AdaptiveLearner a(linear_learner(3, optimizer(OptimizerKind::AdaGrad, 0.5f)), cfg, 5);
+  EXPECT_EQ(a.active().averaging(), 0.99f);
+  int64_t i = 0;
+  while (i < s.n && a.stats().drifts == 0) {
+    a.learn(&s.X[i * 3], &s.y[i], 1, nullptr, nullptr);
+    ++i;
+  }
+  ASSERT_GE(a.stats().drifts, 1);
+  // The average restarted at the detection: it counts only the examples since.
+  EXPECT_EQ(a.active().average_steps(), 0);
+  ASSERT_NE(a.background(), nullptr);
+  EXPECT_EQ(a.background()->averaging(), 0.99f);
+  ducklearn::AdaptationStats st;
+  check_adaptive_round_trip(linear_learner(3, optimizer(OptimizerKind::AdaGrad, 0.5f)), cfg, s,
+                            &st);
+  if (HasFatalFailure()) return;
+  EXPECT_GE(st.swaps, 1);
 }
 
 // Saved with no race on, but with a cut learning rate, and again just after a swap (the
@@ -1146,6 +1202,9 @@ TEST(AdaptationConfig, BadFieldsThrowNamingTheField) {
       {"consolidate_every", [](AdaptationConfig& c) { c.consolidate_every = 100; }},
       {"update_batch", [](AdaptationConfig& c) { c.update_batch = 0; }},
       {"update_batch", [](AdaptationConfig& c) { c.update_batch = 1 << 20; }},
+      {"average_decay", [](AdaptationConfig& c) { c.average_decay = 1.0f; }},
+      {"average_decay", [](AdaptationConfig& c) { c.average_decay = -0.1f; }},
+      {"average_decay", [](AdaptationConfig& c) { c.average_decay = std::nanf(""); }},
   };
   for (const Case& c : cases) {
     AdaptationConfig cfg;

@@ -94,7 +94,7 @@ struct Fixture {
   std::vector<float> X;
 };
 
-Fixture make_fixture(bool standardize = true) {
+Fixture make_fixture(bool standardize = true, bool average = false) {
   using namespace ducklearn;
   Sequential model(5, {8, 1}, {Activation::Tanh, Activation::Identity});
   model.init(11);
@@ -113,6 +113,7 @@ Fixture make_fixture(bool standardize = true) {
     y[i] = fx.X[i * 5] + fx.X[i * 5 + 1] > 0 ? 1.0f : 0.0f;
   }
   std::vector<float> preds(200);
+  if (average) fx.learner->set_averaging(0.99f);
   fx.learner->prequential(fx.X.data(), y.data(), 200, preds.data());
   // Run-time adapted state the file must carry as well.
   fx.learner->consolidate(fx.X.data(), y.data(), 50, 0.3f, 0.9f);
@@ -142,6 +143,9 @@ Fixture make_fixture(bool standardize = true) {
   add("optimizer.v", tensor("F32", {m.n_params()}, o.state() + n, n));
   add("ewc.anchor", tensor("F32", {m.n_params()}, L.ewc_anchor().data(), n));
   add("ewc.fisher", tensor("F32", {m.n_params()}, L.ewc_fisher().data(), n));
+  if (average) {
+    add("average.params", tensor("F32", {m.n_params()}, L.served_model().params(), n));
+  }
   if (standardize) {
     const auto* s = L.scaler();
     add("scaler.count", tensor("F64", {5}, s->count(), 5));
@@ -166,6 +170,9 @@ Fixture make_fixture(bool standardize = true) {
       ",\"size\":" + std::to_string(o.size()) + ",\"slots\":[\"m\",\"v\"]," +
       "\"lr_scale\":0.5,\"hypergradient_lr\":0.004000000189989805}," +
       "\"ewc_lambda\":0.30000001192092896," +
+      (average ? "\"average\":{\"decay\":0.9900000095367432,\"steps\":" +
+                     std::to_string(L.average_steps()) + "},"
+               : std::string()) +
       "\"examples_seen\":" + std::to_string(L.examples_seen()) + "}," +
       "\"tensors\":" + tensors_json + "}";
   fx.file = write_file(t, manifest);
@@ -269,6 +276,31 @@ TEST(ModelFile, LoadsALearnerThatPredictsBitIdentically) {
     const auto n = static_cast<size_t>(a.model().n_params());
     EXPECT_EQ(0, std::memcmp(a.model().params(), b.model().params(), n * sizeof(float)));
   }
+}
+
+TEST(ModelFile, LoadsAveragedWeightsAndKeepsAveragingIdentically) {
+  Fixture fx = make_fixture(true, /*average=*/true);
+  auto loaded = ducklearn::io::load_model(fx.file);
+  ducklearn::Learner& a = *fx.learner;
+  ducklearn::Learner& b = *loaded.learner;
+  ASSERT_EQ(b.averaging(), a.averaging());
+  EXPECT_EQ(b.average_steps(), a.average_steps());
+  std::vector<float> pa(200), pb(200), raw(200);
+  ducklearn::Workspace wa, wb;
+  a.predict(fx.X.data(), 200, pa.data(), wa);
+  b.predict(fx.X.data(), 200, pb.data(), wb);
+  EXPECT_TRUE(bitwise_equal(pa, pb));
+  // Predictions come from the average, not the raw weights.
+  ducklearn::infer(a.model(), a.scaler(), ducklearn::Task::Binary, fx.X.data(), 200,
+                   raw.data(), wa, true);
+  EXPECT_FALSE(bitwise_equal(pa, raw));
+  for (int i = 0; i < 20; ++i) {
+    a.learn_one(fx.X.data() + 5 * i, static_cast<float>(i % 2));
+    b.learn_one(fx.X.data() + 5 * i, static_cast<float>(i % 2));
+  }
+  const auto n = static_cast<size_t>(a.model().n_params());
+  EXPECT_EQ(0, std::memcmp(a.served_model().params(), b.served_model().params(),
+                           n * sizeof(float)));
 }
 
 TEST(ModelFile, ChecksumsCatchFlippedDataBytes) {

@@ -57,6 +57,7 @@ TEST_P(SimdKernels, TableIsCompleteAndNamed) {
   EXPECT_STREQ(k.name, ducklearn::simd::target_name(GetParam()));
   EXPECT_NE(k.dot, nullptr);
   EXPECT_NE(k.axpy, nullptr);
+  EXPECT_NE(k.lerp, nullptr);
   EXPECT_NE(k.sum_squares, nullptr);
   EXPECT_NE(k.gemv, nullptr);
   EXPECT_NE(k.gemv_t, nullptr);
@@ -120,6 +121,23 @@ TEST_P(SimdKernels, AxpyUpdatesExactlyTheFirstNElements) {
       for (int64_t i = 0; i < n; ++i) {
         ASSERT_TRUE(Close(br[i], y0[i] - 0.37 * xr[i], 1e-6, 1e-6)) << "n=" << n << " i=" << i;
       }
+    }
+  }
+}
+
+TEST_P(SimdKernels, LerpMovesTheGivenShareTowardsX) {
+  Rng rng(19);
+  for (int64_t n : kSizes) {
+    for (int64_t off : {0, 1}) {
+      const auto x = rng.ints(n, -8, 8), y0 = rng.ints(n, -8, 8);
+      const Buf bx(x, off);
+      Buf by(y0, off);
+      k.lerp(0.25f, bx.data(), by.data(), n);  // exact on small integers and quarters
+      for (int64_t i = 0; i < n; ++i) ASSERT_EQ(by[i], y0[i] + 0.25f * (x[i] - y0[i])) << n;
+      EXPECT_TRUE(by.guards_intact()) << "n=" << n;
+      Buf bz(y0, off);
+      k.lerp(1.0f, bx.data(), bz.data(), n);
+      for (int64_t i = 0; i < n; ++i) ASSERT_EQ(bz[i], x[i]) << "n=" << n;
     }
   }
 }

@@ -297,6 +297,15 @@ LoadedModel build(const SafetensorsFile& f, const LoadOptions& opt) {
     learner.load_ewc(as_float(*lambda, "ewc_lambda"), anchor.data(), fisher.data(),
                      learner.model().n_params());
   }
+  if (f.has("average.params")) {
+    const Json* avg = core.find("average");
+    if (avg == nullptr) throw ModelFileError("average.params without core.average");
+    const std::vector<int64_t> shape{learner.model().n_params()};
+    const auto params = f.floats("average.params", &shape);
+    learner.load_average(as_float(avg->at("decay", "core.average"), "average.decay"),
+                         avg->at("steps", "core.average").as_int("average.steps"),
+                         params.data(), learner.model().n_params());
+  }
   learner.set_examples_seen(core.at("examples_seen", "core").as_int("examples_seen"));
   if (const Json* state_j = m.find("state")) {
     if (const Json* contract = state_j->find("contract")) {

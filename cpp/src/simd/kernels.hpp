@@ -30,6 +30,8 @@ struct KernelTable {
   const char* name;
   float (*dot)(const float* x, const float* y, int64_t n);
   void (*axpy)(float a, const float* x, float* y, int64_t n);
+  /// y += w (x - y): moves y a share w of the way towards x (moving averages).
+  void (*lerp)(float w, const float* x, float* y, int64_t n);
   double (*sum_squares)(const float* x, int64_t n);
   /// z[o] = b[o] + sum_i W[o, i] x[i]; W: out × in row-major; b may be nullptr.
   void (*gemv)(const float* W, const float* x, const float* b, float* z, int64_t out, int64_t in);

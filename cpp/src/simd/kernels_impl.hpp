@@ -81,6 +81,11 @@ void axpy(float a, const float* DL_RESTRICT x, float* DL_RESTRICT y, int64_t n) 
   for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
 }
 
+void lerp(float w, const float* DL_RESTRICT x, float* DL_RESTRICT y, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) y[i] += w * (x[i] - y[i]);
+}
+
 double sum_squares(const float* DL_RESTRICT x, int64_t n) {
   double s = 0.0;
 #pragma omp simd reduction(+ : s)
@@ -379,6 +384,7 @@ KernelTable make_table() {
   t.name = DUCKLEARN_SIMD_NAME;
   t.dot = dot;
   t.axpy = axpy;
+  t.lerp = lerp;
   t.sum_squares = sum_squares;
   t.gemv = gemv;
   t.gemv_t = gemv_t;

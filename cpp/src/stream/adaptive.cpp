@@ -52,6 +52,8 @@ void AdaptationConfig::validate() const {
   // The upper bound keeps a corrupt checkpoint from asking for huge block buffers.
   check(update_batch >= 1 && update_batch <= 65536,
         "update_batch must be in [1, 65536] (1 = one optimizer step per example)");
+  check(std::isfinite(average_decay) && average_decay >= 0.0f && average_decay < 1.0f,
+        "average_decay must be in [0, 1) (0 turns weight averaging off)");
 }
 
 namespace {
@@ -67,6 +69,7 @@ AdaptiveLearner::AdaptiveLearner(Learner base, const AdaptationConfig& config, u
       plateau_(1.0f, config.plateau_patience, config.plateau_min_delta), seed_(seed) {
   blueprint_ = std::make_unique<const Learner>(base);
   active_ = std::make_unique<Learner>(base);
+  if (config_.average_decay > 0.0f) active_->set_averaging(config_.average_decay);
   const int64_t d = active_->n_inputs(), k = active_->n_outputs();
   if (config_.detector == DetectorKind::ADWIN) {
     adwin_ = std::make_unique<ADWIN>(config_.adwin_delta, config_.adwin_clock);
@@ -190,6 +193,8 @@ void AdaptiveLearner::on_change() {
   plateau_.reset();
   plateau_sum_ = 0.0;
   plateau_count_ = 0;
+  // An average over the old concept would hold the model back on the new one.
+  active_->restart_average();
   // A challenger already racing is learning the new concept: restarting it would throw that
   // away. Right after a swap the new model is still young and the detector re-baselines;
   // challengers spawned then would race it on noise.
@@ -225,6 +230,10 @@ void AdaptiveLearner::start_background(int64_t change_age) {
       // n = 1 mini-batch: a per-example step that leaves the scaler as it is.
       background_->learn_batch(recent_x_.data() + slot * d, recent_y_.data() + slot, 1, false);
     }
+  }
+  if (config_.average_decay > 0.0f) {
+    background_->set_averaging(config_.average_decay);
+    background_->restart_average();  // young: its average warms up from the warm start
   }
 }
 

@@ -1,11 +1,13 @@
 #include "ducklearn/stream/learner.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
 #include "ducklearn/error.hpp"
 #include "ducklearn/kernels/activation.hpp"
 #include "denormals.hpp"
+#include "simd/kernels.hpp"
 
 namespace ducklearn {
 namespace {
@@ -51,7 +53,8 @@ Learner::Learner(const Learner& o)
     : model_(o.model_), loss_(o.loss_), optimizer_(o.optimizer_),
       scaler_(o.scaler_ ? std::make_unique<RunningStats>(*o.scaler_) : nullptr),
       task_(o.task_), examples_seen_(o.examples_seen_), ewc_lambda_(o.ewc_lambda_),
-      ewc_anchor_(o.ewc_anchor_), ewc_fisher_(o.ewc_fisher_) {
+      ewc_anchor_(o.ewc_anchor_), ewc_fisher_(o.ewc_fisher_), avg_decay_(o.avg_decay_),
+      avg_steps_(o.avg_steps_), avg_(o.avg_ ? std::make_unique<Sequential>(*o.avg_) : nullptr) {
   model_.reserve(ws_, 1);
   xbuf_.resize(static_cast<size_t>(model_.n_inputs()));
 }
@@ -77,16 +80,16 @@ void Learner::check_label(float y) const {
 }
 
 void Learner::decision(const float* X, int64_t n, float* out, Workspace& ws) const {
-  infer(model_, scaler_.get(), task_, X, n, out, ws, false);
+  infer(served_model(), scaler_.get(), task_, X, n, out, ws, false);
 }
 
 void Learner::predict(const float* X, int64_t n, float* out, Workspace& ws) const {
-  infer(model_, scaler_.get(), task_, X, n, out, ws, true);
+  infer(served_model(), scaler_.get(), task_, X, n, out, ws, true);
 }
 
 std::shared_ptr<const Predictor> Learner::snapshot() const {
   return std::make_shared<const Predictor>(
-      model_, scaler_ ? std::make_unique<RunningStats>(*scaler_) : nullptr, task_);
+      served_model(), scaler_ ? std::make_unique<RunningStats>(*scaler_) : nullptr, task_);
 }
 
 double Learner::train_rows(const float* X, const float* y, int64_t n, float grad_scale,
@@ -114,6 +117,7 @@ double Learner::train_rows(const float* X, const float* y, int64_t n, float grad
   }
   optimizer_.step(model_.params(), model_.grads(), model_.n_params());
   examples_seen_ += n;
+  if (avg_) update_average(n);
   return loss;
 }
 
@@ -194,6 +198,10 @@ void Learner::prequential(const float* X, const float* y, int64_t n, float* pred
   detail::FlushDenormals ftz;
   for (int64_t i = 0; i < n; ++i) check_label(y[i]);
   const int64_t d = n_inputs(), k = n_outputs();
+  if (avg_) {  // the test needs its own forward pass (averaged weights)
+    for (int64_t i = 0; i < n; ++i) step(X + i * d, y[i], preds + i * k);
+    return;
+  }
   for (int64_t i = 0; i < n; ++i) {
     const float* in = scale_one(X + i * d);
     // The training forward pass runs on the parameters as they were: its outputs are the
@@ -206,7 +214,16 @@ void Learner::prequential(const float* X, const float* y, int64_t n, float* pred
 
 double Learner::step(const float* x, float y, float* pred) {
   check_label(y);
-  const double loss = train_rows(scale_one(x), &y, 1, 1.0f, pred, /*with_loss=*/true);
+  const float* in = scale_one(x);
+  double loss;
+  if (avg_) {
+    const int64_t k = n_outputs();
+    avg_->forward(in, 1, pred, ws_);
+    loss = loss_and_grad(loss_, pred, &y, 1, k, nullptr);
+    train_rows(in, &y, 1, 1.0f, train_out_.data(), /*with_loss=*/false);
+  } else {
+    loss = train_rows(in, &y, 1, 1.0f, pred, /*with_loss=*/true);
+  }
   apply_link(task_, pred, 1, n_outputs());
   return loss;
 }
@@ -217,8 +234,19 @@ void Learner::step_batch(const float* X, const float* y, int64_t n, float* preds
   check_rows(y, n, "step_batch");
   const int64_t k = n_outputs();
   // The training forward pass runs on the parameters as they were, so its raw outputs are
-  // the test-time predictions; each row's loss is taken from them before the link.
-  train_rows(scale_rows(X, n, /*update_scaler=*/true), y, n, 1.0f / static_cast<float>(n), preds, /*with_loss=*/false);
+  // the test-time predictions (unless they come from the average); each row's loss is taken
+  // from them before the link.
+  const float* in = scale_rows(X, n, /*update_scaler=*/true);
+  float* train_out = preds;
+  if (avg_) {
+    model_.reserve(ws_, n);
+    avg_->forward(in, n, preds, ws_);
+    if (static_cast<int64_t>(train_out_.size()) < n * k) {
+      train_out_.resize(static_cast<size_t>(n * k));
+    }
+    train_out = train_out_.data();
+  }
+  train_rows(in, y, n, 1.0f / static_cast<float>(n), train_out, /*with_loss=*/false);
   for (int64_t i = 0; i < n; ++i) {
     losses[i] = loss_and_grad(loss_, preds + i * k, y + i, 1, k, nullptr);
   }
@@ -229,6 +257,56 @@ void Learner::reserve(int64_t rows) {
   model_.reserve(ws_, rows);
   const auto need = static_cast<size_t>(rows * n_inputs());
   if (xbuf_.size() < need) xbuf_.resize(need);
+  if (avg_ && train_out_.size() < static_cast<size_t>(rows * n_outputs())) {
+    train_out_.resize(static_cast<size_t>(rows * n_outputs()));
+  }
+}
+
+void Learner::set_averaging(float decay) {
+  DUCKLEARN_CHECK_ARG(std::isfinite(decay) && decay >= 0.0f && decay < 1.0f,
+                      "averaging decay must be in [0, 1) (0 turns it off), got " +
+                          std::to_string(decay));
+  avg_decay_ = decay;
+  if (decay == 0.0f) {
+    avg_.reset();
+    avg_steps_ = 0;
+    return;
+  }
+  avg_ = std::make_unique<Sequential>(model_);
+  avg_steps_ = examples_seen_;
+  if (train_out_.size() < static_cast<size_t>(n_outputs())) {
+    train_out_.resize(static_cast<size_t>(n_outputs()));
+  }
+}
+
+void Learner::restart_average() {
+  if (!avg_) return;
+  std::copy(model_.params(), model_.params() + model_.n_params(), avg_->params());
+  avg_steps_ = 0;
+}
+
+void Learner::load_average(float decay, int64_t steps, const float* params, int64_t n) {
+  DUCKLEARN_CHECK_ARG(decay > 0.0f, "a saved average needs a decay in (0, 1)");
+  DUCKLEARN_CHECK_ARG(steps >= 0, "a saved average needs a step count >= 0");
+  DUCKLEARN_CHECK_ARG(n == model_.n_params(),
+                      "averaged weights have " + std::to_string(n) + " values but the model "
+                      "has " + std::to_string(model_.n_params()) + " parameters");
+  set_averaging(decay);
+  std::copy(params, params + n, avg_->params());
+  avg_steps_ = steps;
+}
+
+void Learner::update_average(int64_t rows) {
+  // One decay factor per example: a step on a block of k examples moves the average as far
+  // as k single-example steps would, so the horizon is counted in examples.
+  const double decay = avg_decay_;
+  double keep = 1.0;
+  for (int64_t i = 0; i < rows; ++i, ++avg_steps_) {
+    const double t = static_cast<double>(avg_steps_);
+    keep *= std::min(decay, (1.0 + t) / (10.0 + t));
+  }
+  simd::kernels().lerp(static_cast<float>(1.0 - keep), model_.params(), avg_->params(),
+                       model_.n_params());
 }
 
 void Learner::consolidate(const float* X, const float* y, int64_t n, float lambda,

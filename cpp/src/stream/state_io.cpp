@@ -95,6 +95,7 @@ void save_config(const AdaptationConfig& c, StateDict& out, const std::string& p
   out.set_int(p + "consolidate_every", c.consolidate_every);
   out.set_int(p + "consolidate_samples", c.consolidate_samples);
   out.set_int(p + "update_batch", c.update_batch);
+  out.set(p + "average_decay", c.average_decay);
 }
 
 AdaptationConfig load_adaptation_config(const StateDict& in, const std::string& p) {
@@ -140,6 +141,7 @@ AdaptationConfig load_adaptation_config(const StateDict& in, const std::string& 
   c.consolidate_samples = i("consolidate_samples");
   // States saved before micro-batching existed learned one example per step.
   c.update_batch = in.has(p + "update_batch") ? i("update_batch") : 1;
+  c.average_decay = in.has(p + "average_decay") ? f("average_decay") : 0.0f;
   c.validate();
   return c;
 }
@@ -180,6 +182,12 @@ void save_state(const Learner& l, StateDict& out, const std::string& p) {
   out.set(p + "ewc.lambda", l.ewc_lambda());
   out.f32[p + "ewc.anchor"].assign(l.ewc_anchor().begin(), l.ewc_anchor().end());
   out.f32[p + "ewc.fisher"].assign(l.ewc_fisher().begin(), l.ewc_fisher().end());
+  if (l.averaging() > 0.0f) {
+    const Sequential& a = l.served_model();
+    out.set(p + "average.decay", l.averaging());
+    out.set_int(p + "average.steps", l.average_steps());
+    out.f32[p + "average.params"].assign(a.params(), a.params() + a.n_params());
+  }
 }
 
 Learner load_learner(const StateDict& in, const std::string& p) {
@@ -235,6 +243,11 @@ Learner load_learner(const StateDict& in, const std::string& p) {
   const auto& fisher = in.tensor(p + "ewc.fisher", static_cast<int64_t>(anchor.size()));
   l.load_ewc(static_cast<float>(in.number(p + "ewc.lambda")), anchor.data(), fisher.data(),
              static_cast<int64_t>(anchor.size()));
+  if (in.has(p + "average.decay")) {  // absent: saved without weight averaging
+    const auto& avg = in.tensor(p + "average.params", l.model().n_params());
+    l.load_average(static_cast<float>(in.number(p + "average.decay")),
+                   in.integer(p + "average.steps"), avg.data(), l.model().n_params());
+  }
   return l;
 }
 

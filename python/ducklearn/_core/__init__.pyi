@@ -302,8 +302,18 @@ class Learner:
         ...
     def learn_one(self, x: typing.Any, y: typing.SupportsFloat | typing.SupportsIndex) -> float:
         ...
+    def average_state(self) -> typing.Any:
+        """
+        (decay, steps, averaged params) of weight averaging, or None when it is off.
+        """
+    def load_average(self, decay: typing.SupportsFloat | typing.SupportsIndex, steps: typing.SupportsInt | typing.SupportsIndex, params: typing.Annotated[numpy.typing.ArrayLike, numpy.float32]) -> None:
+        ...
     def load_ewc(self, lam: typing.SupportsFloat | typing.SupportsIndex, anchor: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], fisher: typing.Annotated[numpy.typing.ArrayLike, numpy.float32]) -> None:
         ...
+    def set_averaging(self, decay: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        """
+        Predict with an exponential moving average of the weights (decay in [0, 1); 0 turns it off); it starts at the current weights.
+        """
     def load_optimizer_state(self, t: typing.SupportsInt | typing.SupportsIndex, n: typing.SupportsInt | typing.SupportsIndex, state: typing.Any) -> None:
         ...
     def load_scaler_state(self, count: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], mean: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], m2: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], min: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], max: typing.Annotated[numpy.typing.ArrayLike, numpy.float32]) -> None:
@@ -658,6 +668,12 @@ class AdaptationConfig:
         ...
     @swap_z.setter
     def swap_z(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def average_decay(self) -> float:
+        ...
+    @average_decay.setter
+    def average_decay(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
     @property
     def update_batch(self) -> int:

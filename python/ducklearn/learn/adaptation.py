@@ -64,6 +64,15 @@ class Adaptation:
         detector, replay (``replay_every`` counts examples), EWC, plateau and boost
         schedules still run per example on the pre-update losses. Small ``k`` (8-16) keeps
         accuracy close to per-example learning.
+    average_decay : float
+        Weight averaging (0 = off, e.g. 0.9995): the active model (and any challenger)
+        predicts with an exponential moving average of its weights, which covers about the
+        last ``1 / (1 - average_decay)`` examples once warmed up (Polyak & Juditsky 1992).
+        On a noisy stream this removes much of the step-to-step noise of online SGD from the
+        predictions, while the raw weights keep learning at the full rate. Predictions,
+        the losses the detector watches, and published snapshots all come from the average;
+        a detected change restarts it from the current weights so that it does not hold the
+        old concept.
     """
 
     detector: str = "adwin"
@@ -100,6 +109,7 @@ class Adaptation:
     consolidate_every: int = 0
     consolidate_samples: int = 256
     update_batch: int = 1
+    average_decay: float = 0.0
 
     def __post_init__(self) -> None:
         if self.detector not in _DETECTORS:

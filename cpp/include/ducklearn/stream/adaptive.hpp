@@ -27,6 +27,9 @@
  *   examples one mini-batch of replay_batch stored examples is learned too.
  * - Elastic weight consolidation: consolidate() (on demand, or every consolidate_every
  *   examples) anchors the weights with the Fisher information of a replay sample.
+ * - Weight averaging (average_decay > 0): the models predict with an exponential moving
+ *   average of their weights, restarted on every detected change so that the average does
+ *   not hold the old concept back.
  *
  * Everything runs in C++ with no allocation per example; the whole state is reachable for
  * checkpoints (active and background learners, detector, buffers, counters).
@@ -90,6 +93,11 @@ struct DUCKLEARN_EXPORT AdaptationConfig {
 
   /// Rows per optimizer step (1 = one step per example); see the micro-batch note above.
   int64_t update_batch = 1;
+
+  /// Weight averaging of the active model (and of challengers), see Learner::set_averaging;
+  /// 0 = off. Predictions, losses seen by the detector and snapshots come from the average;
+  /// a detected change restarts it from the current weights.
+  float average_decay = 0.0f;
 
   /** Throws std::invalid_argument naming the bad field. */
   void validate() const;

@@ -108,6 +108,29 @@ class DUCKLEARN_EXPORT Learner {
   /** Restores a saved consolidation (both arrays n_params long, or empty to clear). */
   void load_ewc(float lambda, const float* anchor, const float* fisher, int64_t n);
 
+  /**
+   * Weight averaging (Polyak & Juditsky 1992, in its exponential form): after every step the
+   * averaged weights move towards the trained ones, a <- a + (1 - beta) (theta - a), with
+   * beta = min(decay, (1 + t) / (10 + t)) applied once per example learned, t counting the
+   * examples since the average started. A fresh average therefore follows the weights
+   * closely and settles to covering about the last 1 / (1 - decay) examples; on a noisy
+   * stream its predictions carry less of SGD's step-to-step noise. While it is on, predict(),
+   * decision(), snapshot() and the test half of step(), step_batch() and prequential() use
+   * the averaged weights; training updates the raw ones (model()).
+   *
+   * set_averaging(decay) starts the average at the current weights with t = examples_seen(),
+   * so a trained model is averaged at the full decay at once; decay = 0 turns it off.
+   */
+  void set_averaging(float decay);
+  /** Restarts the average from the current weights with t = 0 (e.g. after a change). */
+  void restart_average();
+  float averaging() const { return avg_decay_; }
+  int64_t average_steps() const { return avg_steps_; }
+  /** The averaged model while averaging is on, else model(): what predictions use. */
+  const Sequential& served_model() const { return avg_ ? *avg_ : model_; }
+  /** Restores a saved average: n == n_params values and its step count (decay > 0). */
+  void load_average(float decay, int64_t steps, const float* params, int64_t n);
+
   Sequential& model() { return model_; }
   const Sequential& model() const { return model_; }
   Optimizer& optimizer() { return optimizer_; }
@@ -143,8 +166,15 @@ class DUCKLEARN_EXPORT Learner {
   AlignedVector<float> gather_; ///< rows of one shuffled mini-batch
   AlignedVector<float> ybuf_;   ///< labels of one shuffled mini-batch
   std::vector<int64_t> perm_;   ///< epoch permutation
+  /** Moves the average towards the weights after a step on `rows` examples. */
+  void update_average(int64_t rows);
+
   float ewc_lambda_ = 0.0f;
   AlignedVector<float> ewc_anchor_, ewc_fisher_;
+  float avg_decay_ = 0.0f;
+  int64_t avg_steps_ = 0;
+  std::unique_ptr<Sequential> avg_;  ///< averaged weights (same architecture), or null
+  AlignedVector<float> train_out_;   ///< raw training outputs while predictions come from avg_
 };
 
 }  // namespace ducklearn
