@@ -12,6 +12,7 @@ from ducklearn.features import (
     FeatureSchema,
     Numeric,
     QualityMonitor,
+    Timestamp,
     Tokens,
 )
 from ducklearn.features.quality import psi
@@ -88,6 +89,19 @@ def test_set_reference(rng):
     mon.observe_records(records(rng, 1000))
     assert mon.report()["fields"]["x"]["psi"] > 1.0
     assert mon.report()["reference"] == {"size": 1000, "fixed": True}
+
+
+def test_set_reference_sees_fixed_reference_ages_as_live_batches_do(rng):
+    # A timestamp aged from a fixed reference: the reference batch and a later live batch of
+    # the same records must agree, whatever the `now` of each call.
+    ref_time = 1.7e9
+    ex = FeatureSchema("t", [Timestamp("at", reference=ref_time, hour_of_day=False,
+                                       day_of_week=False)]).compile()
+    recs = [{"at": ref_time - float(d) * 86400} for d in rng.uniform(0, 30, 1000)]
+    mon = QualityMonitor(ex, reference_size=1000, window_size=1000)
+    mon.set_reference(recs, now=ref_time + 5 * 86400)
+    mon.observe_records(recs, now=ref_time + 50 * 86400)
+    assert mon.report()["fields"]["at"]["psi"] < 0.01
 
 
 def test_psi_function():

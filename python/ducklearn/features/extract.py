@@ -439,14 +439,9 @@ class Extractor:
             raise RecordValidationError(rejected[0])
         raw = plan_raw = None
         if learn or monitor is not None:
-            # The plan reuses these values when it fills the matrix (no second log1p pass);
-            # learners and monitors see ages from each field's own reference.
+            # The plan reuses these values when it fills the matrix (no second log1p pass).
             plan_raw = batch.raw()
-            raw = plan_raw
-            if self._fixed_ref:
-                raw = plan_raw.copy()
-                for i, ref, unit in self._fixed_ref:
-                    raw[:, i] -= (now - ref) / unit
+            raw = self._observed(plan_raw, now)
         if learn:
             with self._lock:
                 self._learn_raw(raw)
@@ -567,12 +562,22 @@ class Extractor:
             raise RecordValidationError(rejected[0])
         return X[0]
 
+    def _observed(self, plan_raw: np.ndarray, now: float) -> np.ndarray:
+        """The plan's raw scalars as learners and monitors see them: the plan measures every
+        age from ``now``, but a fixed-reference timestamp's age is from its own reference."""
+        if not self._fixed_ref:
+            return plan_raw
+        raw = plan_raw.copy()
+        for i, ref, unit in self._fixed_ref:
+            raw[:, i] -= (now - ref) / unit
+        return raw
+
     def _raw(self, records: Any, now: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(kept rows x fields raw scalars as the plan computes them, keep flags)."""
+        """(kept rows x fields raw scalars as learners and monitors see them, keep flags)."""
         now = _check_now(now)
         batch, _, _, _ = self._parse(records, now)
         keep = batch.validate(False)[0]
-        return batch.raw(), keep
+        return self._observed(batch.raw(), now), keep
 
     def accepted_index(self, records: Any, *, now: float | None = None) -> np.ndarray:
         """Indices of the records that pass validation (without extracting features)."""
