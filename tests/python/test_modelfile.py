@@ -67,6 +67,24 @@ def test_round_trip_is_bit_exact_and_keeps_learning_identically(kind, rng, tmp_p
     assert model.params.tobytes() == loaded.params.tobytes()
 
 
+@pytest.mark.parametrize("kind", sorted(ESTIMATORS))
+def test_weight_averaging_round_trips_for_every_estimator(kind, rng, tmp_path):
+    model, X, y = _fit(kind, rng)
+    model._learner.set_averaging(0.9)
+    model.partial_fit(X[:80], y[:80])
+    path = tmp_path / "m.safetensors"
+    save_model(model, path)
+    assert "average.params" in load_file(str(path))
+    loaded = load_model(path)
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    for m in (model, loaded):  # training and averaging continue identically
+        m.partial_fit(X[80:160], y[80:160])
+    a, b = model._learner.average_state(), loaded._learner.average_state()
+    assert a[:2] == b[:2]
+    assert a[2].tobytes() == b[2].tobytes()
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+
+
 def test_state_adapted_online_is_kept(rng, tmp_path):
     model, X, y = _fit("mlp_clf", rng)
     model._learner.consolidate(X[:100], y[:100].astype(np.float32), 0.7, 0.0)
