@@ -82,6 +82,7 @@ void bind_nn(py::module_& m) {
           "grads",
           [](py::object self) {
             auto& s = self.cast<Sequential&>();
+            s.ensure_grads();
             return dl_py::view(s.grads(), {s.n_params()}, self);
           },
           "Writeable float32 view of the flat gradient buffer.")

@@ -162,6 +162,30 @@ TEST(Sequential, GradientsAreOverwrittenNotAccumulated) {
   }
 }
 
+TEST(Sequential, CopiesCarryParametersButNotGradientScratch) {
+  Sequential model(3, {4, 2}, {Activation::Tanh, Activation::Identity});
+  model.init(7);
+  const auto X = random_inputs(5, 3, 9);
+  const std::vector<float> y = {0.0f, 1.0f, 1.0f, 0.0f, 1.0f};
+  LossSpec loss;
+  loss.kind = LossKind::SoftmaxCE;
+  Workspace ws;
+  model.forward_backward(X.data(), y.data(), 5, loss, 1.0f, nullptr, ws);
+  const std::vector<float> g(model.grads(), model.grads() + model.n_params());
+  Sequential copy(model);
+  EXPECT_EQ(copy.grads(), nullptr);  // a snapshot or kept-back copy holds no scratch
+  EXPECT_EQ(std::vector<float>(copy.params(), copy.params() + copy.n_params()),
+            std::vector<float>(model.params(), model.params() + model.n_params()));
+  Sequential assigned(2, {1}, {Activation::Identity});
+  assigned = model;
+  EXPECT_EQ(assigned.grads(), nullptr);
+  EXPECT_EQ(assigned.n_params(), model.n_params());
+  // The first training pass of a copy allocates it and computes the same gradient.
+  copy.forward_backward(X.data(), y.data(), 5, loss, 1.0f, nullptr, ws);
+  ASSERT_NE(copy.grads(), nullptr);
+  EXPECT_EQ(std::vector<float>(copy.grads(), copy.grads() + copy.n_params()), g);
+}
+
 TEST(Sequential, LayoutIsOneContiguousBuffer) {
   Sequential model(5, {7, 3, 2}, {Activation::ReLU, Activation::GELU, Activation::Identity});
   ASSERT_EQ(model.layers().size(), 3u);

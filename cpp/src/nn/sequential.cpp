@@ -56,6 +56,28 @@ Sequential::Sequential(int64_t n_inputs, const std::vector<int64_t>& widths,
   grads_.assign(static_cast<size_t>(offset), 0.0f);
 }
 
+Sequential::Sequential(const Sequential& o)
+    : n_inputs_(o.n_inputs_), alpha_(o.alpha_), layers_(o.layers_), act_offset_(o.act_offset_),
+      act_width_(o.act_width_), max_width_(o.max_width_), params_(o.params_) {}
+
+Sequential& Sequential::operator=(const Sequential& o) {
+  if (this != &o) {
+    n_inputs_ = o.n_inputs_;
+    alpha_ = o.alpha_;
+    layers_ = o.layers_;
+    act_offset_ = o.act_offset_;
+    act_width_ = o.act_width_;
+    max_width_ = o.max_width_;
+    params_ = o.params_;
+    grads_ = AlignedVector<float>();
+  }
+  return *this;
+}
+
+void Sequential::ensure_grads() {
+  if (grads_.size() != params_.size()) grads_.assign(params_.size(), 0.0f);
+}
+
 void Sequential::init(uint64_t seed, Init scheme) {
   SplitMix64 rng{seed};
   for (const auto& layer : layers_) {
@@ -132,6 +154,7 @@ double Sequential::forward_backward(const float* X, const float* y, int64_t n,
                                     const LossSpec& loss, float grad_scale, float* out,
                                     Workspace& ws, bool with_loss) {
   reserve(ws, n);
+  ensure_grads();
   const float* p = params_.data();
   float* g = grads_.data();
   const auto& k = simd::kernels();

@@ -3,7 +3,9 @@
  * A stack of Dense layers over ONE flat parameter buffer and ONE flat gradient buffer.
  *
  * Layer l owns W_l (out_l × in_l, row-major) at w_offset and b_l (out_l) at b_offset inside
- * params(); grads() has the same layout. Linear models are the one-layer case. Scratch
+ * params(); grads() has the same layout. The gradient buffer is training scratch: a copy
+ * (a snapshot, a kept-back copy of a learner) does not carry it, and the first
+ * forward_backward() of a copy allocates it once. Linear models are the one-layer case. Scratch
  * memory lives in a caller-owned Workspace, so one model can serve concurrent callers that
  * each bring their own workspace.
  */
@@ -49,6 +51,11 @@ class DUCKLEARN_EXPORT Sequential {
    */
   Sequential(int64_t n_inputs, const std::vector<int64_t>& widths,
              const std::vector<Activation>& acts, float leaky_alpha = 0.01f);
+  /** Copies architecture and parameters; not the gradient scratch (see the class note). */
+  Sequential(const Sequential& other);
+  Sequential& operator=(const Sequential& other);
+  Sequential(Sequential&&) noexcept = default;
+  Sequential& operator=(Sequential&&) noexcept = default;
 
   int64_t n_inputs() const { return n_inputs_; }
   int64_t n_outputs() const { return layers_.back().out; }
@@ -58,8 +65,11 @@ class DUCKLEARN_EXPORT Sequential {
 
   float* params() { return params_.data(); }
   const float* params() const { return params_.data(); }
+  /** The gradient buffer (n_params() floats); nullptr on a copy that has not trained yet. */
   float* grads() { return grads_.data(); }
   const float* grads() const { return grads_.data(); }
+  /** Allocates the gradient buffer (zeros) if this model does not have one yet. */
+  void ensure_grads();
 
   /** Seeded initialization (deterministic across platforms); biases start at 0. */
   void init(uint64_t seed, Init scheme = Init::Auto);
