@@ -1,8 +1,9 @@
-// The packed-weight inference GEMM (KernelTable::pack_weights / gemm_packed, AVX-512 only)
-// against a double-precision reference, at shapes that are not multiples of its blocks (rows
-// 14 per tile, 32 columns per panel, 16 k values per pack step, 4 columns for the narrow
-// dot-product path), and the inference paths built on it: Sequential::forward, Learner and
-// Predictor. Skipped where the CPU (or the build) has no AVX-512.
+// The packed-weight inference GEMM (KernelTable::pack_weights / gemm_packed: the AVX2 and
+// AVX-512 tables) against a double-precision reference, at shapes that are not multiples of
+// its blocks (rows 6 or 14 per tile, 32 columns per panel, 8 or 16 k values per pack step, 4
+// columns for the narrow dot-product path), and the inference paths built on it:
+// Sequential::forward, Learner and Predictor. Every table this CPU runs that has the kernel
+// is tested; none runs where the CPU (or the build) has neither.
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
@@ -32,17 +33,25 @@ using ducklearn::Sequential;
 using ducklearn::Workspace;
 namespace simd = ducklearn::simd;
 
-/** The AVX-512 table, or a skip: the packed kernel exists nowhere else. */
-#define REQUIRE_PACKED_KERNEL(table)                                                          \
-  KernelTable table{};                                                                        \
-  do {                                                                                        \
-    if (static_cast<int>(simd::best_supported_target()) < static_cast<int>(Target::AVX512)) { \
-      GTEST_SKIP() << "this CPU (or build) has no AVX-512: no packed GEMM kernel";            \
-    }                                                                                         \
-    table = table_for(Target::AVX512);                                                        \
-    ASSERT_NE(table.gemm_packed, nullptr);                                                    \
-    ASSERT_NE(table.pack_weights, nullptr);                                                   \
-  } while (0)
+/** The targets this CPU runs whose table has the packed kernel. */
+std::vector<Target> packed_targets() {
+  std::vector<Target> out;
+  for (Target t : supported_targets()) {
+    if (table_for(t).gemm_packed != nullptr) out.push_back(t);
+  }
+  return out;
+}
+
+class PackedGemm : public ::testing::TestWithParam<Target> {
+ protected:
+  void SetUp() override {
+    t = table_for(GetParam());
+    ASSERT_NE(t.gemm_packed, nullptr);
+    ASSERT_NE(t.pack_weights, nullptr);
+  }
+  KernelTable t{};
+};
+using PackedInference = PackedGemm;
 
 const std::vector<int64_t> kRows = {1, 7, 8, 9, 63, 256, 257};
 // The brief's widths plus the edges of the narrow path (n < 4) and of a half panel (16).
@@ -63,18 +72,17 @@ AlignedVector<float> packed(const KernelTable& t, const std::vector<float>& W, i
   return Wp;
 }
 
-TEST(PackedGemm, OnlyTheAvx512TableHasIt) {
+TEST(PackedGemmTables, TheAvx2AndAvx512TablesHaveIt) {
   // Tables this CPU runs only: each make_table() is itself compiled for its ISA.
   for (Target target : supported_targets()) {
     const KernelTable t = table_for(target);
-    const bool want = target == Target::AVX512;
+    const bool want = target != Target::Generic;
     EXPECT_EQ(t.gemm_packed != nullptr, want) << ducklearn::simd::target_name(target);
     EXPECT_EQ(t.pack_weights != nullptr, want) << ducklearn::simd::target_name(target);
   }
 }
 
-TEST(PackedGemm, PackWritesTheDocumentedLayout) {
-  REQUIRE_PACKED_KERNEL(t);
+TEST_P(PackedGemm, PackWritesTheDocumentedLayout) {
   Rng rng(1);
   for (int64_t n : kCols) {
     for (int64_t k : kDepths) {
@@ -102,8 +110,7 @@ TEST(PackedGemm, PackWritesTheDocumentedLayout) {
   }
 }
 
-TEST(PackedGemm, MatchesDoubleReferenceForEveryActivation) {
-  REQUIRE_PACKED_KERNEL(t);
+TEST_P(PackedGemm, MatchesDoubleReferenceForEveryActivation) {
   Rng rng(2);
   for (int64_t k : kDepths) {
     for (int64_t n : kCols) {
@@ -154,8 +161,7 @@ TEST(PackedGemm, MatchesDoubleReferenceForEveryActivation) {
   }
 }
 
-TEST(PackedGemm, IntegerProductsAreExact) {
-  REQUIRE_PACKED_KERNEL(t);
+TEST_P(PackedGemm, IntegerProductsAreExact) {
   Rng rng(3);
   for (int64_t k : kDepths) {
     for (int64_t n : kCols) {
@@ -178,8 +184,7 @@ TEST(PackedGemm, IntegerProductsAreExact) {
   }
 }
 
-TEST(PackedGemm, ARowsResultDoesNotDependOnItsBatch) {
-  REQUIRE_PACKED_KERNEL(t);
+TEST_P(PackedGemm, ARowsResultDoesNotDependOnItsBatch) {
   Rng rng(4);
   for (int64_t n : {int64_t{1}, int64_t{3}, int64_t{33}, int64_t{129}}) {
     const int64_t k = 65, m = 257;
@@ -190,8 +195,8 @@ TEST(PackedGemm, ARowsResultDoesNotDependOnItsBatch) {
       std::vector<float> all(static_cast<size_t>(m * n));
       t.gemm_packed(X.data(), m, k, Wp.data(), b.data(), n, all.data(), act, kAlpha);
       // Every sub-batch [start, start + rows) lands in different tiles (full or remainder).
-      for (int64_t rows : {int64_t{1}, int64_t{2}, int64_t{5}, int64_t{13}, int64_t{14},
-                           int64_t{15}, int64_t{100}}) {
+      for (int64_t rows : {int64_t{1}, int64_t{2}, int64_t{5}, int64_t{6}, int64_t{7},
+                           int64_t{13}, int64_t{14}, int64_t{15}, int64_t{100}}) {
         for (int64_t start : {int64_t{0}, int64_t{3}, int64_t{150}}) {
           std::vector<float> part(static_cast<size_t>(rows * n));
           t.gemm_packed(X.data() + start * k, rows, k, Wp.data(), b.data(), n, part.data(), act,
@@ -205,10 +210,39 @@ TEST(PackedGemm, ARowsResultDoesNotDependOnItsBatch) {
   }
 }
 
-TEST(PackedGemm, CloseToTheBlasPath) {
-  REQUIRE_PACKED_KERNEL(t);
-  ScopedTarget avx512(Target::AVX512);
-  ASSERT_TRUE(avx512.ok());
+TEST_P(PackedGemm, EveryTableComputesTheSameOutputs) {
+  // The wide path is the same FMA chain per output in every table, and the narrow one the
+  // same 16-lane sums in the same reduction tree: the tables agree to the last bit (up to
+  // the sign of a zero), so a snapshot predicts the same on any x86 machine.
+  Rng rng(6);
+  for (Target other : packed_targets()) {
+    const KernelTable o = table_for(other);
+    for (int64_t n : {int64_t{1}, int64_t{3}, int64_t{16}, int64_t{17}, int64_t{33}, int64_t{129}}) {
+      for (int64_t k : {int64_t{5}, int64_t{64}, int64_t{65}}) {
+        const int64_t m = 37;
+        const auto W = rng.vec(n * k, -1.0f, 1.0f), b = rng.vec(n, -1.0f, 1.0f);
+        const auto X = rng.vec(m * k, -2.0f, 2.0f);
+        const auto Wp = packed(t, W, n, k), Wo = packed(o, W, n, k);
+        for (size_t i = 0; i < static_cast<size_t>(simd::packed_floats(n, k)); ++i) {
+          ASSERT_EQ(Wp[i], Wo[i]) << "the packed layout is shared";
+        }
+        for (int act : {0, 1, 2}) {
+          std::vector<float> y(static_cast<size_t>(m * n)), z(y.size());
+          t.gemm_packed(X.data(), m, k, Wp.data(), b.data(), n, y.data(), act, kAlpha);
+          o.gemm_packed(X.data(), m, k, Wo.data(), b.data(), n, z.data(), act, kAlpha);
+          for (size_t i = 0; i < y.size(); ++i) {
+            ASSERT_EQ(y[i], z[i]) << simd::target_name(other) << " n=" << n << " k=" << k
+                                  << " act=" << act << " at " << i;
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_P(PackedGemm, CloseToTheBlasPath) {
+  ScopedTarget packed_target(GetParam());
+  ASSERT_TRUE(packed_target.ok());
   // The shapes of the 64-128-128-1 benchmark MLP; inputs of unit scale as after standardizing.
   Rng rng(5);
   struct Shape {
@@ -254,10 +288,9 @@ void train(Learner& L, int64_t d, int64_t n, uint64_t seed) {
   }
 }
 
-TEST(PackedInference, PredictorEqualsTheLearnerWithinTolerance) {
-  REQUIRE_PACKED_KERNEL(t);
-  ScopedTarget avx512(Target::AVX512);
-  ASSERT_TRUE(avx512.ok());
+TEST_P(PackedInference, PredictorEqualsTheLearnerWithinTolerance) {
+  ScopedTarget packed_target(GetParam());
+  ASSERT_TRUE(packed_target.ok());
   const int64_t d = 64;
   for (bool standardize : {false, true}) {
     Learner L = mlp(d, 128, standardize);
@@ -282,10 +315,9 @@ TEST(PackedInference, PredictorEqualsTheLearnerWithinTolerance) {
   }
 }
 
-TEST(PackedInference, SnapshotRowsDoNotDependOnTheBatch) {
-  REQUIRE_PACKED_KERNEL(t);
-  ScopedTarget avx512(Target::AVX512);
-  ASSERT_TRUE(avx512.ok());
+TEST_P(PackedInference, SnapshotRowsDoNotDependOnTheBatch) {
+  ScopedTarget packed_target(GetParam());
+  ASSERT_TRUE(packed_target.ok());
   const int64_t d = 20, n = 600;
   Learner L = mlp(d, 40, true);
   train(L, d, 300, 13);
@@ -311,8 +343,7 @@ TEST(PackedInference, SnapshotRowsDoNotDependOnTheBatch) {
   EXPECT_EQ(std::memcmp(again.data(), all.data(), all.size() * sizeof(float)), 0);
 }
 
-TEST(PackedInference, ForwardMatchesThePathWithoutTheKernel) {
-  REQUIRE_PACKED_KERNEL(t);
+TEST_P(PackedInference, ForwardMatchesThePathWithoutTheKernel) {
   for (int64_t hidden : {int64_t{5}, int64_t{48}, int64_t{130}}) {
     Sequential m(37, {hidden, hidden, 3},
                  {Activation::LeakyReLU, Activation::GELU, Activation::Sigmoid});
@@ -323,14 +354,14 @@ TEST(PackedInference, ForwardMatchesThePathWithoutTheKernel) {
     std::vector<float> packed_out(static_cast<size_t>(n * 3)), plain(packed_out.size());
     Workspace ws;
     {
-      ScopedTarget avx512(Target::AVX512);
-      ASSERT_TRUE(avx512.ok());
+      ScopedTarget packed_target(GetParam());
+      ASSERT_TRUE(packed_target.ok());
       ASSERT_NE(simd::pack_for_batch(m, m.params(), n), nullptr);
       m.forward(X.data(), n, packed_out.data(), ws);
     }
     {
-      ScopedTarget avx2(Target::AVX2);  // same kernels otherwise, no packed GEMM: BLAS / gemv
-      ASSERT_TRUE(avx2.ok());
+      ScopedTarget generic(Target::Generic);  // no packed GEMM: BLAS / gemv
+      ASSERT_TRUE(generic.ok());
       ASSERT_EQ(simd::pack_for_batch(m, m.params(), n), nullptr);
       m.forward(X.data(), n, plain.data(), ws);
     }
@@ -340,10 +371,9 @@ TEST(PackedInference, ForwardMatchesThePathWithoutTheKernel) {
   }
 }
 
-TEST(PackedInference, PerCallPackingFollowsTheThresholds) {
-  REQUIRE_PACKED_KERNEL(t);
-  ScopedTarget avx512(Target::AVX512);
-  ASSERT_TRUE(avx512.ok());
+TEST_P(PackedInference, PerCallPackingFollowsTheThresholds) {
+  ScopedTarget packed_target(GetParam());
+  ASSERT_TRUE(packed_target.ok());
   Sequential big(64, {128, 128, 1}, {Activation::ReLU, Activation::ReLU, Activation::Identity});
   Sequential small(8, {16, 1}, {Activation::ReLU, Activation::Identity});
   EXPECT_EQ(simd::pack_for_batch(big, big.params(), 1), nullptr);
@@ -361,5 +391,12 @@ TEST(PackedInference, PerCallPackingFollowsTheThresholds) {
   Sequential huge(2048, {1024, 1}, {Activation::ReLU, Activation::Identity});
   EXPECT_EQ(simd::pack_for_batch(huge, huge.params(), 256), nullptr);
 }
+
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(PackedGemm);
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(PackedInference);
+INSTANTIATE_TEST_SUITE_P(Tables, PackedGemm, ::testing::ValuesIn(packed_targets()),
+                         target_param_name);
+INSTANTIATE_TEST_SUITE_P(Tables, PackedInference, ::testing::ValuesIn(packed_targets()),
+                         target_param_name);
 
 }  // namespace

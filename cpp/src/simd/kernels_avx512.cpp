@@ -1,6 +1,6 @@
 // The kernel table built for the avx512 instruction set (flags set in
-// cmake/DucklearnCompileOptions.cmake), plus the packed-weight inference GEMM that only this
-// instruction set has (KernelTable::gemm_packed; the layout is described in kernels.hpp).
+// cmake/DucklearnCompileOptions.cmake), plus its packed-weight inference GEMM
+// (KernelTable::gemm_packed; the layout, shared with the AVX2 kernel, is in kernels.hpp).
 #define DUCKLEARN_SIMD_NS avx512
 #define DUCKLEARN_SIMD_NAME "avx512"
 #define DUCKLEARN_SIMD_PACKED_GEMM 1
