@@ -138,19 +138,6 @@ void row_block(const float* x, int64_t k, const float* Wp, const float* b, int64
   if (act != kIdentity && act != kReLU && act != kLeaky) act_forward(act, alpha, y, y, MR * n);
 }
 
-template <int MR>
-void panel_rows(const float* X, int64_t m, int64_t k, const float* Wp, const float* b, int64_t n,
-                float* Y, int act, float alpha) {
-  // m < kMR here: one block of exactly m rows.
-  if constexpr (MR > 1) {
-    if (m < MR) {
-      panel_rows<MR - 1>(X, m, k, Wp, b, n, Y, act, alpha);
-      return;
-    }
-  }
-  row_block<MR>(X, k, Wp, b, n, Y, act, alpha);
-}
-
 // The sum of 16 lanes held as lo (0-7) and hi (8-15), in the order _mm512_reduce_add_ps
 // adds them (halves, then quarters, then pairs), so the narrow path rounds as AVX-512's does.
 inline float reduce16(__m256 lo, __m256 hi) {
@@ -249,21 +236,7 @@ void pack_weights(const float* W, int64_t n, int64_t k, float* Wp) {
   }
 }
 
-void gemm_packed(const float* X, int64_t m, int64_t k, const float* Wp, const float* b, int64_t n,
-                 float* Y, int act, float alpha) {
-  if (m <= 0 || n <= 0) return;
-  if (n < kPackNarrow) {
-    int64_t i = 0;
-    for (; i + kDotRows <= m; i += kDotRows) {
-      dot_block<kDotRows>(X + i * k, k, Wp, b, n, Y + i * n, act, alpha);
-    }
-    for (; i < m; ++i) dot_block<1>(X + i * k, k, Wp, b, n, Y + i * n, act, alpha);
-    return;
-  }
-  int64_t i = 0;
-  for (; i + kMR <= m; i += kMR) row_block<kMR>(X + i * k, k, Wp, b, n, Y + i * n, act, alpha);
-  if (i < m) panel_rows<kMR - 1>(X + i * k, m - i, k, Wp, b, n, Y + i * n, act, alpha);
-}
+#include "simd/packed_driver.hpp"
 
 }  // namespace
 }  // namespace ducklearn::simd::avx2

@@ -146,19 +146,6 @@ void row_block(const float* x, int64_t k, const float* Wp, const float* b, int64
   if (act != kIdentity && act != kReLU && act != kLeaky) act_forward(act, alpha, y, y, MR * n);
 }
 
-template <int MR>
-void panel_rows(const float* X, int64_t m, int64_t k, const float* Wp, const float* b, int64_t n,
-                float* Y, int act, float alpha) {
-  // m < kMR here: one block of exactly m rows.
-  if constexpr (MR > 1) {
-    if (m < MR) {
-      panel_rows<MR - 1>(X, m, k, Wp, b, n, Y, act, alpha);
-      return;
-    }
-  }
-  row_block<MR>(X, k, Wp, b, n, Y, act, alpha);
-}
-
 // n < kPackNarrow: each output is a dot product along k (16 lanes, masked tail, then one
 // fixed reduction tree), so a panel of 16 columns would mostly multiply zeros.
 template <int R>
@@ -256,21 +243,7 @@ void pack_weights(const float* W, int64_t n, int64_t k, float* Wp) {
   }
 }
 
-void gemm_packed(const float* X, int64_t m, int64_t k, const float* Wp, const float* b, int64_t n,
-                 float* Y, int act, float alpha) {
-  if (m <= 0 || n <= 0) return;
-  if (n < kPackNarrow) {
-    int64_t i = 0;
-    for (; i + kDotRows <= m; i += kDotRows) {
-      dot_block<kDotRows>(X + i * k, k, Wp, b, n, Y + i * n, act, alpha);
-    }
-    for (; i < m; ++i) dot_block<1>(X + i * k, k, Wp, b, n, Y + i * n, act, alpha);
-    return;
-  }
-  int64_t i = 0;
-  for (; i + kMR <= m; i += kMR) row_block<kMR>(X + i * k, k, Wp, b, n, Y + i * n, act, alpha);
-  if (i < m) panel_rows<kMR - 1>(X + i * k, m - i, k, Wp, b, n, Y + i * n, act, alpha);
-}
+#include "simd/packed_driver.hpp"
 
 }  // namespace
 }  // namespace ducklearn::simd::avx512
