@@ -446,6 +446,30 @@ def test_damaged_or_missing_blobs_are_reported(reg, data, location):
         reg.load("churn")
 
 
+def test_chunks_assembled_in_the_wrong_order_fail_the_tensor_checksum(tmp_path, data):
+    # Every chunk is intact (each passes its own digest), but the version's chunk list was
+    # tampered with: only the whole-tensor digest can tell.
+    import json
+    import sqlite3
+
+    X, _ = data
+    model = MLPRegressor(hidden_layer_sizes=(64, 64), max_epochs=1).fit(X, X[:, 0])
+    with Registry(tmp_path / "reg", actor="alice", chunk_size=4096) as reg:
+        v = reg.register("deep", model)
+        db = sqlite3.connect(str(tmp_path / "reg" / "catalog.db"))
+        (raw,) = db.execute("SELECT chunks FROM registry_versions WHERE version = ?",
+                            (v.version,)).fetchone()
+        chunks = json.loads(raw)
+        name = next(t for t, ds in chunks.items() if len(set(ds)) > 1)
+        chunks[name] = chunks[name][::-1]
+        db.execute("UPDATE registry_versions SET chunks = ? WHERE version = ?",
+                   (json.dumps(chunks), v.version))
+        db.commit()
+        db.close()
+        with pytest.raises(IntegrityError, match=f"tensor '{name}' fails its checksum"):
+            reg.load("deep", v.version)
+
+
 def test_external_event_store_gets_the_audit_trail(tmp_path, data):
     X, y = data
     with EventStore(tmp_path / "audit.db") as events:
@@ -533,3 +557,29 @@ def test_docstring_examples_run(module):
 
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize("itemsize", [1, 2, 4, 8])
+def test_blob_codec_round_trips_and_stores_byte_planes(itemsize):
+    import hashlib
+
+    from ducklearn.registry import blobs
+
+    rng = np.random.default_rng(itemsize)
+    # Smooth values compress once their byte planes are grouped: the shuffled codec.
+    dtype = {1: np.uint8, 2: np.float16, 4: np.float32, 8: np.float64}[itemsize]
+    data = np.cumsum(rng.normal(size=4096) * 1e-3).astype(dtype).tobytes()
+    digest = hashlib.sha256(data).hexdigest()
+    blob = blobs.encode(data, itemsize)
+    assert blobs.decode(blob, digest) == data
+    if itemsize > 1:
+        assert blob[4] == blobs._SHUFFLE_ZSTD
+        import zstandard
+
+        planes = zstandard.ZstdDecompressor().decompress(blob[6:])
+        want = np.frombuffer(data, dtype=np.uint8).reshape(-1, itemsize).T.tobytes()
+        assert planes == want  # byte i of every item together, plane after plane
+    damaged = bytearray(blob)
+    damaged[-1] ^= 0xFF
+    with pytest.raises(blobs.BlobCorruptError):
+        blobs.decode(bytes(damaged), digest)

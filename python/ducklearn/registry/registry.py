@@ -993,7 +993,9 @@ class Registry:
             except BlobCorruptError as exc:
                 raise IntegrityError(f"{v.ref}: tensor {tname!r}: {exc}") from None
             arr = np.frombuffer(data, dtype=_DTYPES[spec["dtype"]]).reshape(spec["shape"])
-            if tensor_digest(arr) != spec["sha256"]:
+            # A one-chunk tensor whose chunk digest is the tensor's own was just verified,
+            # byte for byte, by the blob store; several chunks are checked once assembled.
+            if chunks[tname] != [spec["sha256"]] and tensor_digest(arr) != spec["sha256"]:
                 raise IntegrityError(f"{v.ref}: tensor {tname!r} fails its checksum")
             tensors[tname] = arr
         return tensors
