@@ -227,8 +227,9 @@ def render(ours: dict[str, Any], theirs: dict[str, Any], n_small: int, n_mlp: in
         a, b = ours["queries_ms"][name], theirs["queries_ms"][name]
         lines.append(f"| search over {n_runs:,} runs: {name} | {a:,.2f} ms | {b:,.2f} ms | "
                      f"{b / a:.1f}× |")
-    lines += ["", "ducklearn checks the sha256 of every blob it reads and of the assembled file "
-              "before loading; MLflow copies the artifact and trusts it. MLflow has no bulk "
+    lines += ["", "ducklearn checks the sha256 of every blob it reads (and of every tensor "
+              "assembled from several) before loading; MLflow copies the artifact and trusts "
+              "it. MLflow has no bulk "
               "import, so its runs are created one at a time with `log_batch`.", "", END, ""]
     return "\n".join(lines)
 
