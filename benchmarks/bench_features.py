@@ -28,7 +28,6 @@ import gc
 import json
 import os
 import platform
-import re
 import shlex
 import statistics
 import subprocess
@@ -39,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from results_md import write_section
 
 HERE = Path(__file__).resolve().parent
 BEGIN, END = "<!-- BEGIN features -->", "<!-- END features -->"
@@ -452,16 +452,6 @@ def render(res: dict[str, Any], command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, section: str) -> None:
-    text = path.read_text(encoding="utf-8") if path.exists() else "# ducklearn benchmark results\n"
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END) + r"\n?", re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text, encoding="utf-8")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=100_000, help="records (default 100,000)")
@@ -490,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(res["store"], indent=1), flush=True)
     res["machine"] = machine()
     res["wall_s"] = time.perf_counter() - start
-    write_section(args.out, render(res, command))
+    write_section(args.out, render(res, command), BEGIN, END)
     if args.json:
         args.json.write_text(json.dumps(res, indent=2, default=str), encoding="utf-8")
     print(f"wrote the features section of {args.out}")

@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from results_md import write_section
+
 HERE = Path(__file__).resolve().parent
 BEGIN, END = "<!-- BEGIN kernels -->", "<!-- END kernels -->"
 
@@ -58,17 +60,6 @@ def run(target: str) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def write_section(path: Path, lines: list[str]) -> None:
-    text = path.read_text() if path.exists() else ""
-    block = "\n".join([BEGIN, *lines, END])
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text)
-
-
 def main() -> None:
     from ducklearn import backend
 
@@ -97,7 +88,7 @@ def main() -> None:
         *rows,
         "",
     ]
-    write_section(HERE / "RESULTS.md", lines)
+    write_section(HERE / "RESULTS.md", "\n".join([BEGIN, *lines, END]) + "\n", BEGIN, END)
     print("wrote the kernels section of", HERE / "RESULTS.md")
 
 

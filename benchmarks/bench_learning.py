@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from ducklearn.linear import LogisticRegression
 from ducklearn.nn import MLPClassifier
 from ducklearn.optim import SGD, Adam
 from ducklearn.quickstart import ENTITY_LR, entity_adaptation, entity_columns, entity_schema
+from results_md import write_section
 
 HERE = Path(__file__).resolve().parent
 BEGIN, END = "<!-- BEGIN learning -->", "<!-- END learning -->"
@@ -610,15 +610,6 @@ def reliability(n_events: int) -> list[str]:
             "tests/python/test_online.py (three kill points).", ""]
 
 
-def write_section(path: Path, lines: list[str]) -> None:
-    section = "\n".join([BEGIN, "## Online learning system", "", *lines, END]) + "\n"
-    text = path.read_text() if path.exists() else "# ducklearn benchmark results\n\n"
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END) + r"\n?", re.S)
-    text = pattern.sub(lambda _: section, text) if pattern.search(text) else \
-        text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="smaller streams (smoke test)")
@@ -653,7 +644,8 @@ def main() -> None:
         f"cores). Kernels {info['simd_target']}, BLAS {info['blas']} ({info['blas_core']}).",
         "",
     ]
-    write_section(args.out, header + lines)
+    section = [BEGIN, "## Online learning system", "", *header, *lines, END]
+    write_section(args.out, "\n".join(section) + "\n", BEGIN, END)
     print(f"wrote the learning section of {args.out}")
 
 

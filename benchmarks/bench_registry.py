@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from results_md import write_section
 
 HERE = Path(__file__).resolve().parent
 BEGIN, END = "<!-- BEGIN registry -->", "<!-- END registry -->"
@@ -411,16 +412,6 @@ def render(res: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, section: str) -> None:
-    text = path.read_text(encoding="utf-8") if path.exists() else "# ducklearn benchmark results\n"
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END) + r"\n?", re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text, encoding="utf-8")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--postgres", default=None, metavar="URL",
@@ -480,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     res["load_end"] = tuple(round(x, 2) for x in os.getloadavg())
     res["wall_s"] = time.perf_counter() - start
     section = render(res)
-    write_section(args.out, section)
+    write_section(args.out, section, BEGIN, END)
     if args.json:
         args.json.write_text(json.dumps(res, indent=2, default=str))
     print(section)

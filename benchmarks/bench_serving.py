@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from results_md import write_section
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -498,16 +499,6 @@ def render(r: dict[str, Any], command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, section: str) -> None:
-    text = path.read_text(encoding="utf-8") if path.exists() else "# ducklearn benchmark results\n"
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END) + r"\n?", re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text, encoding="utf-8")
-
-
 # -- main ------------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
@@ -681,7 +672,7 @@ def main(argv: list[str] | None = None) -> int:
     section = render(results, command)
     print(section)
     if not quick:
-        write_section(Path(args.output), section)
+        write_section(Path(args.output), section, BEGIN, END)
         print(f"wrote the serving section of {args.output}")
     return 0
 

@@ -25,7 +25,6 @@ import gc
 import json
 import os
 import platform
-import re
 import shlex
 import subprocess
 import sys
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from results_md import write_section
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -1189,18 +1189,6 @@ def render(res: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace this script's section of RESULTS.md (between the BEGIN/END markers), or append
-    it; the sections other benchmark scripts write are left as they are."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# ducklearn benchmark results\n"
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END) + r"\n?", re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text, encoding="utf-8")
-
-
 # ---------------------------------------------------------------------------------------------
 # Entry point
 # ---------------------------------------------------------------------------------------------
@@ -1297,7 +1285,7 @@ def main(argv: list[str] | None = None) -> int:
             res["e"] = section_memory(args)
     meta["load_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     meta["wall_s"] = time.perf_counter() - start
-    write_section(args.out, render(res))
+    write_section(args.out, render(res), BEGIN, END)
     log(f"wrote {args.out}")
     if args.json:
         args.json.write_text(json.dumps(res, indent=2, default=float), encoding="utf-8")

@@ -41,18 +41,9 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench_registry import mlp_model_v1, small_model_v1  # noqa: E402
+from results_md import write_section  # noqa: E402
 
 BEGIN, END = "<!-- BEGIN mlflow -->", "<!-- END mlflow -->"
-
-
-def write_section(path: Path, section: str) -> None:
-    text = path.read_text(encoding="utf-8") if path.exists() else "# ducklearn benchmark results\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section.rstrip("\n") + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text, encoding="utf-8")
 
 
 def _per_s(fn: Callable[[int], Any], n: int) -> float:
@@ -258,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         print("mlflow:", theirs, flush=True)
     section = render(ours, theirs, args.small, args.mlp, args.runs, mlflow.__version__,
                      time.time() - t0)
-    write_section(args.out, section)
+    write_section(args.out, section, BEGIN, END)
     print(section)
     return 0
 
