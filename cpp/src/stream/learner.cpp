@@ -239,7 +239,6 @@ void Learner::step_batch(const float* X, const float* y, int64_t n, float* preds
   const float* in = scale_rows(X, n, /*update_scaler=*/true);
   float* train_out = preds;
   if (avg_) {
-    model_.reserve(ws_, n);
     avg_->forward(in, n, preds, ws_);
     if (static_cast<int64_t>(train_out_.size()) < n * k) {
       train_out_.resize(static_cast<size_t>(n * k));
