@@ -439,7 +439,9 @@ class OnlineEstimator:
 
     @property
     def params(self) -> np.ndarray:
-        """Writeable float32 view of the flat parameter buffer (no copy)."""
+        """Writeable float32 view of the flat parameter buffer (no copy): the trained weights.
+        With weight averaging on (``Adaptation(average_decay=...)``), predictions come from
+        their moving average instead, which ``state()`` saves as ``average.params``."""
         return self._check_fitted().params
 
     @property
