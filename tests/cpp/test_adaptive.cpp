@@ -1098,6 +1098,25 @@ TEST(AdaptiveLearner, AveragingRestartsAtEachDetectedChangeAndChallengersAverage
   EXPECT_GE(st.swaps, 1);
 }
 
+TEST(AdaptiveState, WithoutChallengersNoBlueprintIsKeptAndTheRoundTripHolds) {
+  AdaptationConfig cfg;
+  cfg.detector = DetectorKind::PageHinkley;
+  cfg.ph_threshold = 5.0;
+  cfg.ph_min_instances = 10;
+  cfg.background = false;
+  cfg.drift_lr_boost = 2.0f;
+  cfg.average_decay = 0.99f;
+  const Stream s = flip_stream(3000, 3, 1500, 0.05, 9);
+  AdaptiveLearner a(mlp_learner(3, 8, optimizer(OptimizerKind::Adam, 0.01f), true, 2), cfg, 4);
+  a.learn(s.X.data(), s.y.data(), 1600, nullptr, nullptr);
+  ASSERT_GE(a.stats().drifts, 1);
+  StateDict st;
+  a.save_state(st);
+  EXPECT_FALSE(st.has("blueprint.arch.n_layers"));  // nothing would ever read it
+  ducklearn::AdaptationStats final_stats;
+  continue_identically(a, s, 1600, &final_stats);
+}
+
 // Saved with no race on, but with a cut learning rate, and again just after a swap (the
 // cooling period that keeps detections from spawning challengers depends on when it was).
 TEST(AdaptiveState, RoundTripAfterAPlateauCutAndRightAfterASwap) {

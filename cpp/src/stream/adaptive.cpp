@@ -67,8 +67,8 @@ const AdaptationConfig& validated(const AdaptationConfig& c) {
 AdaptiveLearner::AdaptiveLearner(Learner base, const AdaptationConfig& config, uint64_t seed)
     : config_(validated(config)),
       plateau_(1.0f, config.plateau_patience, config.plateau_min_delta), seed_(seed) {
-  blueprint_ = std::make_unique<const Learner>(base);
-  active_ = std::make_unique<Learner>(base);
+  if (config_.background) blueprint_ = std::make_shared<const Learner>(base);
+  active_ = std::make_unique<Learner>(std::move(base));
   if (config_.average_decay > 0.0f) active_->set_averaging(config_.average_decay);
   const int64_t d = active_->n_inputs(), k = active_->n_outputs();
   if (config_.detector == DetectorKind::ADWIN) {
@@ -103,7 +103,7 @@ AdaptiveLearner::AdaptiveLearner(const AdaptiveLearner& o)
     : config_(o.config_),
       active_(std::make_unique<Learner>(*o.active_)),
       background_(o.background_ ? std::make_unique<Learner>(*o.background_) : nullptr),
-      blueprint_(std::make_unique<const Learner>(*o.blueprint_)),
+      blueprint_(o.blueprint_),
       adwin_(o.adwin_ ? std::make_unique<ADWIN>(*o.adwin_) : nullptr),
       ph_(o.ph_ ? std::make_unique<PageHinkley>(*o.ph_) : nullptr),
       replay_(o.replay_ ? std::make_unique<ReplayBuffer>(*o.replay_) : nullptr),
@@ -449,7 +449,7 @@ void AdaptiveLearner::save_state(StateDict& out) const {
   out.set_int("adaptive.format", 1);
   save_config(config_, out, "adaptive.config.");
   out.set_u64("adaptive.seed", seed_);
-  ducklearn::save_state(*blueprint_, out, "blueprint.");
+  if (blueprint_) ducklearn::save_state(*blueprint_, out, "blueprint.");
   ducklearn::save_state(*active_, out, "active.");
   out.set("adaptive.has_background", background_ ? 1.0 : 0.0);
   if (background_) ducklearn::save_state(*background_, out, "background.");
@@ -486,18 +486,19 @@ std::unique_ptr<AdaptiveLearner> AdaptiveLearner::load_state(const StateDict& in
                       "adaptive learner state: recent_window does not match its buffer");
   DUCKLEARN_CHECK_ARG(config.replay_capacity <= (int64_t{1} << 32),
                       "adaptive learner state: implausible replay capacity");
-  auto out = std::make_unique<AdaptiveLearner>(load_learner(in, "blueprint."), config,
-                                               in.u64("adaptive.seed"));
+  // Saved without challengers there is no blueprint: the active model stands in as the base.
+  Learner base = load_learner(in, in.has("blueprint.arch.n_layers") ? "blueprint." : "active.");
+  const int64_t n_in = base.n_inputs(), n_out = base.n_outputs();
+  auto out = std::make_unique<AdaptiveLearner>(std::move(base), config, in.u64("adaptive.seed"));
   out->active_ = std::make_unique<Learner>(load_learner(in, "active."));
   if (config.update_batch > 1) out->active_->reserve(config.update_batch);
-  DUCKLEARN_CHECK_ARG(out->active_->n_inputs() == out->blueprint_->n_inputs() &&
-                          out->active_->n_outputs() == out->blueprint_->n_outputs(),
+  DUCKLEARN_CHECK_ARG(out->active_->n_inputs() == n_in && out->active_->n_outputs() == n_out,
                       "adaptive learner state: active model does not match its blueprint");
   if (in.number("adaptive.has_background") != 0.0) {
     out->background_ = std::make_unique<Learner>(load_learner(in, "background."));
     // It learns from the same rows into the same output buffer as the active model.
-    DUCKLEARN_CHECK_ARG(out->background_->n_inputs() == out->blueprint_->n_inputs() &&
-                            out->background_->n_outputs() == out->blueprint_->n_outputs(),
+    DUCKLEARN_CHECK_ARG(out->background_->n_inputs() == n_in &&
+                            out->background_->n_outputs() == n_out,
                         "adaptive learner state: background model does not match its blueprint");
     if (config.update_batch > 1) out->background_->reserve(config.update_batch);
   }

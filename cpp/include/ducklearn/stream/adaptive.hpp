@@ -171,7 +171,9 @@ class DUCKLEARN_EXPORT AdaptiveLearner {
   AdaptationConfig config_;
   std::unique_ptr<Learner> active_;
   std::unique_ptr<Learner> background_;
-  std::unique_ptr<const Learner> blueprint_;  ///< untrained model: the challengers' start
+  /// The challengers' start (the model as given); immutable, so copies share it. Null
+  /// without challengers (background = false): nothing would ever read it.
+  std::shared_ptr<const Learner> blueprint_;
   std::unique_ptr<ADWIN> adwin_;
   std::unique_ptr<PageHinkley> ph_;
   std::unique_ptr<ReplayBuffer> replay_;
