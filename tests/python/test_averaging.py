@@ -13,6 +13,8 @@ from ducklearn import _core
 from ducklearn.learn import Adaptation, OnlineLearner
 from ducklearn.modelfile import load_model, read_manifest, save_model
 from ducklearn.nn import MLPClassifier
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_adaptive_core import _flip_stream, _learner, _through_a_checkpoint
 
 NAMES = ["a", "b", "c"]
@@ -154,3 +156,33 @@ def test_online_learner_publishes_exports_and_restores_the_average(tmp_path) -> 
     b.ingest_many(X[2000:], y[2000:])
     b.close()
     np.testing.assert_array_equal(b.snapshot.predictor.predict(X), a.snapshot.predictor.predict(X))
+
+
+@settings(max_examples=40, deadline=None)
+@given(decay=st.floats(0.5, 0.999), block=st.integers(1, 9), n=st.integers(1, 120),
+       seed=st.integers(0, 2**16))
+def test_averaging_follows_the_reference_and_never_changes_training(decay, block, n, seed):
+    """For any decay, block size and stream length: the raw weights take exactly the steps
+    they take without averaging, and the average is the warmed-up moving average of them
+    (one factor per example), starting from the weights the learner was given."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 3)).astype(np.float32)
+    y = (X[:, 0] + 0.3 * rng.normal(size=n) > 0).astype(np.float32)
+    plain = _learner(hidden=4, kind="sgd", lr=0.1, seed=seed % 7)
+    averaged = plain.copy()
+    averaged.set_averaging(decay)
+    ref = np.array(plain.params, dtype=np.float64)
+    t = 0
+    for start in range(0, n, block):
+        xb, yb = X[start:start + block], y[start:start + block]
+        plain.learn_batch(xb, yb)
+        averaged.learn_batch(xb, yb)
+        keep = 1.0
+        for _ in range(len(yb)):
+            keep *= min(decay, (1 + t) / (10 + t))
+            t += 1
+        ref += (1 - keep) * (np.asarray(plain.params, dtype=np.float64) - ref)
+    np.testing.assert_array_equal(averaged.params, plain.params)
+    got_decay, steps, avg = averaged.average_state()
+    assert steps == n and got_decay == pytest.approx(decay)
+    np.testing.assert_allclose(avg, ref, rtol=1e-4, atol=1e-5)
