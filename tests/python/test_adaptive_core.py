@@ -310,6 +310,29 @@ def _through_a_checkpoint(state: tuple[dict, dict]) -> tuple[dict, dict]:
     return st_load(blob), json.loads(json.dumps(meta))
 
 
+def _continue_identically(learner: _core.AdaptiveLearner, X: np.ndarray, y: np.ndarray,
+                          start: int, chunk: int) -> dict:
+    """Restores `learner` through a checkpoint, then feeds both the rest of the stream in
+    chunks of `chunk` rows: predictions, losses, counters and the final state must agree bit
+    for bit. Returns the final state's metadata."""
+    restored = _core.AdaptiveLearner.from_state_dict(*_through_a_checkpoint(learner.state_dict()))
+    assert restored.has_background == learner.has_background
+    assert restored.stats == learner.stats
+    for i in range(start, len(y), chunk):
+        p1, l1 = learner.learn(X[i:i + chunk], y[i:i + chunk])
+        p2, l2 = restored.learn(X[i:i + chunk], y[i:i + chunk])
+        np.testing.assert_array_equal(p1, p2)
+        np.testing.assert_array_equal(l1, l2)
+    assert restored.stats == learner.stats
+    t1, m1 = learner.state_dict()
+    t2, m2 = restored.state_dict()
+    assert m1 == m2
+    assert t1.keys() == t2.keys()
+    for key in t1:
+        np.testing.assert_array_equal(t1[key], t2[key], err_msg=key)
+    return m1
+
+
 def test_learner_state_dict_round_trip_continues_identically() -> None:
     learner = _learner(4, kind="adam", lr=0.01, hidden=8, seed=2, standardize=True)
     rng = np.random.default_rng(0)
@@ -343,23 +366,8 @@ def test_adaptive_state_dict_round_trip_mid_race_continues_identically() -> None
     learner.learn(X[i:i + 5], y[i:i + 5])
     i += 5
     assert learner.has_background and learner.replay_size > 0
-
-    restored = _core.AdaptiveLearner.from_state_dict(*_through_a_checkpoint(learner.state_dict()))
-    assert restored.has_background
-    assert restored.stats == learner.stats
-    for start in range(i, len(y), 250):
-        p1, l1 = learner.learn(X[start:start + 250], y[start:start + 250])
-        p2, l2 = restored.learn(X[start:start + 250], y[start:start + 250])
-        np.testing.assert_array_equal(p1, p2)
-        np.testing.assert_array_equal(l1, l2)
-    assert restored.stats == learner.stats
+    _continue_identically(learner, X, y, i, 250)
     assert learner.stats["swaps"] >= 1
-    t1, m1 = learner.state_dict()
-    t2, m2 = restored.state_dict()
-    assert m1 == m2
-    assert t1.keys() == t2.keys()
-    for key in t1:
-        np.testing.assert_array_equal(t1[key], t2[key], err_msg=key)
 
 
 def test_snapshot_is_frozen_while_the_learner_trains() -> None:

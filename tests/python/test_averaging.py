@@ -15,7 +15,7 @@ from ducklearn.modelfile import load_model, read_manifest, save_model
 from ducklearn.nn import MLPClassifier
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_adaptive_core import _flip_stream, _learner, _through_a_checkpoint
+from test_adaptive_core import _continue_identically, _flip_stream, _learner
 
 NAMES = ["a", "b", "c"]
 
@@ -42,18 +42,7 @@ def test_checkpoint_mid_race_with_averaging_continues_identically(update_batch) 
     tensors, meta = learner.state_dict()
     assert meta["adaptive.config.average_decay"] == pytest.approx(0.99)
     assert "active.average.params" in tensors and "background.average.params" in tensors
-
-    restored = _core.AdaptiveLearner.from_state_dict(*_through_a_checkpoint((tensors, meta)))
-    for start in range(i, len(y), 61):
-        p1, l1 = learner.learn(X[start:start + 61], y[start:start + 61])
-        p2, l2 = restored.learn(X[start:start + 61], y[start:start + 61])
-        np.testing.assert_array_equal(p1, p2)
-        np.testing.assert_array_equal(l1, l2)
-    t1, m1 = learner.state_dict()
-    t2, m2 = restored.state_dict()
-    assert m1 == m2
-    for key in t1:
-        np.testing.assert_array_equal(t1[key], t2[key], err_msg=key)
+    _continue_identically(learner, X, y, i, 61)
 
 
 def test_predictions_come_from_the_average_and_training_is_unchanged() -> None:

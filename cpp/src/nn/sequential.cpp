@@ -61,16 +61,7 @@ Sequential::Sequential(const Sequential& o)
       act_width_(o.act_width_), max_width_(o.max_width_), params_(o.params_) {}
 
 Sequential& Sequential::operator=(const Sequential& o) {
-  if (this != &o) {
-    n_inputs_ = o.n_inputs_;
-    alpha_ = o.alpha_;
-    layers_ = o.layers_;
-    act_offset_ = o.act_offset_;
-    act_width_ = o.act_width_;
-    max_width_ = o.max_width_;
-    params_ = o.params_;
-    grads_ = AlignedVector<float>();
-  }
+  if (this != &o) *this = Sequential(o);  // the copy above, moved in
   return *this;
 }
 

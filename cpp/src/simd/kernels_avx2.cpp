@@ -81,7 +81,7 @@ void tile(const float* x, int64_t k, const float* wp, const float* b, float* y, 
 #pragma GCC unroll 8
   for (int v = 0; v < NV; ++v) {
     // Bias and outputs of a multi-panel tile are contiguous: panel q's columns follow q - 1's.
-    mask[v] = lanes(kEdge ? w - 8 * v : 8);
+    if (kEdge) mask[v] = lanes(w - 8 * v);
     if (!has_bias) {
       bias[v] = _mm256_setzero_ps();
     } else if (kEdge) {

@@ -198,34 +198,35 @@ void Learner::prequential(const float* X, const float* y, int64_t n, float* pred
   detail::FlushDenormals ftz;
   for (int64_t i = 0; i < n; ++i) check_label(y[i]);
   const int64_t d = n_inputs(), k = n_outputs();
-  if (avg_) {  // the test needs its own forward pass (averaged weights)
-    for (int64_t i = 0; i < n; ++i) step(X + i * d, y[i], preds + i * k);
-    return;
-  }
   for (int64_t i = 0; i < n; ++i) {
-    const float* in = scale_one(X + i * d);
-    // The training forward pass runs on the parameters as they were: its outputs are the
-    // test-time prediction.
-    float* p = preds + i * k;
-    train_rows(in, y + i, 1, 1.0f, p, /*with_loss=*/false);
-    apply_link(task_, p, 1, k);
+    predict_then_learn(scale_one(X + i * d), y[i], preds + i * k, /*with_loss=*/false);
   }
 }
 
 double Learner::step(const float* x, float y, float* pred) {
   check_label(y);
-  const float* in = scale_one(x);
-  double loss;
-  if (avg_) {
-    const int64_t k = n_outputs();
+  return predict_then_learn(scale_one(x), y, pred, /*with_loss=*/true);
+}
+
+double Learner::predict_then_learn(const float* in, float y, float* pred, bool with_loss) {
+  double loss = 0.0;
+  if (avg_) {  // the test needs its own forward pass, with the averaged weights
     avg_->forward(in, 1, pred, ws_);
-    loss = loss_and_grad(loss_, pred, &y, 1, k, nullptr);
-    train_rows(in, &y, 1, 1.0f, train_out_.data(), /*with_loss=*/false);
+    if (with_loss) loss = loss_and_grad(loss_, pred, &y, 1, n_outputs(), nullptr);
+    train_rows(in, &y, 1, 1.0f, train_out(1), /*with_loss=*/false);
   } else {
-    loss = train_rows(in, &y, 1, 1.0f, pred, /*with_loss=*/true);
+    // The training forward pass runs on the parameters as they were: its outputs are the
+    // test-time prediction.
+    loss = train_rows(in, &y, 1, 1.0f, pred, with_loss);
   }
   apply_link(task_, pred, 1, n_outputs());
   return loss;
+}
+
+float* Learner::train_out(int64_t rows) {
+  const auto need = static_cast<size_t>(rows * n_outputs());
+  if (train_out_.size() < need) train_out_.resize(need);
+  return train_out_.data();
 }
 
 void Learner::step_batch(const float* X, const float* y, int64_t n, float* preds,
@@ -237,15 +238,9 @@ void Learner::step_batch(const float* X, const float* y, int64_t n, float* preds
   // the test-time predictions (unless they come from the average); each row's loss is taken
   // from them before the link.
   const float* in = scale_rows(X, n, /*update_scaler=*/true);
-  float* train_out = preds;
-  if (avg_) {
-    avg_->forward(in, n, preds, ws_);
-    if (static_cast<int64_t>(train_out_.size()) < n * k) {
-      train_out_.resize(static_cast<size_t>(n * k));
-    }
-    train_out = train_out_.data();
-  }
-  train_rows(in, y, n, 1.0f / static_cast<float>(n), train_out, /*with_loss=*/false);
+  if (avg_) avg_->forward(in, n, preds, ws_);
+  train_rows(in, y, n, 1.0f / static_cast<float>(n), avg_ ? train_out(n) : preds,
+             /*with_loss=*/false);
   for (int64_t i = 0; i < n; ++i) {
     losses[i] = loss_and_grad(loss_, preds + i * k, y + i, 1, k, nullptr);
   }
@@ -256,9 +251,7 @@ void Learner::reserve(int64_t rows) {
   model_.reserve(ws_, rows);
   const auto need = static_cast<size_t>(rows * n_inputs());
   if (xbuf_.size() < need) xbuf_.resize(need);
-  if (avg_ && train_out_.size() < static_cast<size_t>(rows * n_outputs())) {
-    train_out_.resize(static_cast<size_t>(rows * n_outputs()));
-  }
+  if (avg_) train_out(rows);
 }
 
 void Learner::set_averaging(float decay) {
@@ -273,9 +266,7 @@ void Learner::set_averaging(float decay) {
   }
   avg_ = std::make_unique<Sequential>(model_);
   avg_steps_ = examples_seen_;
-  if (train_out_.size() < static_cast<size_t>(n_outputs())) {
-    train_out_.resize(static_cast<size_t>(n_outputs()));
-  }
+  train_out(1);  // per-example steps allocate nothing afterwards
 }
 
 void Learner::restart_average() {

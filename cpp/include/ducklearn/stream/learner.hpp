@@ -168,6 +168,14 @@ class DUCKLEARN_EXPORT Learner {
   std::vector<int64_t> perm_;   ///< epoch permutation
   /** Moves the average towards the weights after a step on `rows` examples. */
   void update_average(int64_t rows);
+  /**
+   * Test, then train, on one row already scaled: pred gets the prediction (from the average
+   * when averaging, else from the training forward pass itself); returns its loss when
+   * with_loss (else 0).
+   */
+  double predict_then_learn(const float* in, float y, float* pred, bool with_loss);
+  /** The raw-output scratch for training `rows` rows while predictions come from avg_. */
+  float* train_out(int64_t rows);
 
   float ewc_lambda_ = 0.0f;
   AlignedVector<float> ewc_anchor_, ewc_fisher_;
